@@ -1,0 +1,4 @@
+"""Offline export of wav2vec2 to the static INT8 ONNX graph the service runs.
+
+Importing this package needs no torch: only ``export.__main__`` and the modules it loads do.
+"""

@@ -1,0 +1,66 @@
+"""Export wav2vec2 to the static INT8 ONNX graph the service runs, and verify it against FP32.
+
+Writes OUT/model.onnx, OUT/manifest.json and a provisional OUT/votes.json (learned from a
+synthetic toy set and marked uncalibrated; run ``python -m export.calibrate`` for real votes).
+Nothing is written when any step, or the fidelity check, fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from export.pipeline import ExportError, ExportOptions, run_export
+from export.quantize import QuantRecipe
+
+
+def parse_args(argv: Sequence[str] | None) -> ExportOptions:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="output folder, e.g. artifacts")
+    parser.add_argument("--model", default="facebook/wav2vec2-base", help="hub id or local folder")
+    parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    parser.add_argument(
+        "--random-init",
+        choices=("base", "tiny"),
+        default=None,
+        help="no download: random weights, base-size or tiny architecture (offline and tests)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for random weights and synthetic audio")
+    parser.add_argument("--calibration", type=Path, default=None, help="folder of audio for static calibration")
+    parser.add_argument("--min-frame-cosine", type=float, default=0.98, help="fidelity floor vs FP32")
+    parser.add_argument("--threads", type=int, default=2, help="threads for verification and timing")
+    parser.add_argument("--calibrate-method", choices=("MinMax", "Entropy", "Percentile"), default="MinMax")
+    args = parser.parse_args(argv)
+    return ExportOptions(
+        out=args.out,
+        model=args.model,
+        revision=args.revision,
+        random_init=args.random_init,
+        seed=args.seed,
+        calibration=args.calibration,
+        min_frame_cosine=args.min_frame_cosine,
+        threads=args.threads,
+        recipe=QuantRecipe(calibrate_method=args.calibrate_method),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    try:
+        manifest = run_export(options)
+    except ExportError as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    fidelity = manifest["fidelity"]
+    print(
+        f"wrote {options.out / 'model.onnx'} ({manifest['graph']['bytes'] / 1e6:.1f} MB); "
+        f"frame cosine min {fidelity['frame_cosine_min']:.4f} mean {fidelity['frame_cosine_mean']:.4f}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""A labelled corpus (``labels.csv``: path,label,group,language) and its features."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.audio import decode_audio
+from service.detector import clip_features, window_features
+from service.features import FEATURE_NAMES
+from service.model import Encoder
+from service.verdict import AI, LABELS
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    label: str
+    group: str
+    language: str
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    clips: tuple[Clip, ...]
+    values: np.ndarray  # clips x FEATURE_NAMES
+
+    @property
+    def is_ai(self) -> np.ndarray:
+        return np.array([clip.label == AI for clip in self.clips])
+
+    @property
+    def groups(self) -> list[str]:
+        return [clip.group for clip in self.clips]
+
+    def row(self, index: int) -> dict[str, float]:
+        return dict(zip(FEATURE_NAMES, self.values[index].tolist(), strict=True))
+
+
+def read_labels(data_dir: Path) -> list[Clip]:
+    path = data_dir / "labels.csv"
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    clips = [
+        Clip(data_dir / r["path"], r["label"], r["group"], r.get("language") or "") for r in rows
+    ]
+    bad = sorted({c.label for c in clips} - set(LABELS))
+    if bad:
+        raise ValueError(f"{path}: labels must be {' or '.join(LABELS)}; found {bad}")
+    if not clips:
+        raise ValueError(f"{path} lists no clips")
+    return clips
+
+
+def compute_features(clips: list[Clip], encoder: Encoder, window_seconds: float) -> FeatureTable:
+    rows = []
+    for number, clip in enumerate(clips, 1):
+        waveform = decode_audio(clip.path.read_bytes())
+        rows.append([clip_features(window_features(encoder, waveform, window_seconds))[n] for n in FEATURE_NAMES])
+        if number % 50 == 0 or number == len(clips):
+            print(f"features: {number}/{len(clips)} clips", file=sys.stderr)
+    return FeatureTable(tuple(clips), np.array(rows, dtype=np.float64))

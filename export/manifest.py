@@ -1,0 +1,66 @@
+"""manifest.json: where the graph came from, how it was made, and how faithful it is."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "numpy")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def graph_interface(path: Path) -> dict[str, Any]:
+    graph = onnx.load(path, load_external_data=False)
+
+    def shape(value: onnx.ValueInfoProto) -> list[str | int]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    return {
+        "opset": max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")),
+        "inputs": {i.name: shape(i) for i in graph.graph.input},
+        "outputs": {o.name: shape(o) for o in graph.graph.output},
+        "op_counts": _op_counts(graph),
+    }
+
+
+def _op_counts(graph: onnx.ModelProto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in graph.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for package in PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def build_manifest(graph_path: Path, **sections: Any) -> dict[str, Any]:
+    return {
+        "graph": {
+            "file": graph_path.name,
+            "sha256": sha256_of(graph_path),
+            "bytes": graph_path.stat().st_size,
+            **graph_interface(graph_path),
+        },
+        **sections,
+        "versions": versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

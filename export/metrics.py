@@ -1,0 +1,108 @@
+"""Classification metrics for AI-vs-human scores, numpy only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+TIERS = ((0.8, 1.0), (0.6, 0.75), (0.4, 0.5), (0.0, 0.25))
+
+
+def report(
+    is_ai: np.ndarray, ai_probability: np.ndarray, predicted_ai: np.ndarray, groups: Sequence[str]
+) -> dict[str, Any]:
+    """Everything calibrate and evaluate publish, from out-of-sample predictions."""
+    correct = predicted_ai == is_ai
+    confidence = np.where(predicted_ai, ai_probability, 1.0 - ai_probability)
+    return {
+        "clips": int(len(is_ai)),
+        "accuracy": float(correct.mean()),
+        "balanced_accuracy": balanced_accuracy(is_ai, predicted_ai),
+        "roc_auc": roc_auc(is_ai, ai_probability),
+        "eer": equal_error_rate(is_ai, ai_probability),
+        "ece": expected_calibration_error(correct, confidence),
+        "tiered_score": tiered_score(correct, confidence),
+        "confusion": confusion(is_ai, predicted_ai),
+        "per_group_accuracy": per_group_accuracy(correct, groups),
+    }
+
+
+def balanced_accuracy(is_ai: np.ndarray, predicted_ai: np.ndarray) -> float:
+    recalls = [np.mean(predicted_ai[is_ai == c] == c) for c in (True, False) if np.any(is_ai == c)]
+    return float(np.mean(recalls))
+
+
+def roc_auc(is_ai: np.ndarray, score: np.ndarray) -> float:
+    """Probability that a random AI clip scores above a random human clip (ties count half)."""
+    positives, negatives = score[is_ai], score[~is_ai]
+    if not len(positives) or not len(negatives):
+        return float("nan")
+    greater = (positives[:, None] > negatives[None, :]).mean()
+    ties = (positives[:, None] == negatives[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def roc_curve(is_ai: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    thresholds = np.concatenate([[np.inf], np.unique(score)[::-1]])
+    tpr = np.array([np.mean(score[is_ai] >= t) for t in thresholds])
+    fpr = np.array([np.mean(score[~is_ai] >= t) for t in thresholds])
+    return fpr, tpr
+
+
+def equal_error_rate(is_ai: np.ndarray, score: np.ndarray) -> float:
+    """Where false-accept and false-reject rates cross, interpolated between ROC points."""
+    fpr, tpr = roc_curve(is_ai, score)
+    fnr = 1.0 - tpr
+    gap = fnr - fpr
+    crossing = int(np.argmax(gap <= 0))
+    if crossing == 0:
+        return float(fpr[0])
+    g0, g1 = gap[crossing - 1], gap[crossing]
+    w = g0 / (g0 - g1) if g0 != g1 else 0.0
+    return float(fpr[crossing - 1] + w * (fpr[crossing] - fpr[crossing - 1]))
+
+
+def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def reliability(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    return [
+        {
+            "confidence": float(confidence[index == b].mean()),
+            "accuracy": float(correct[index == b].mean()),
+            "count": int((index == b).sum()),
+        }
+        for b in range(bins)
+        if (index == b).any()
+    ]
+
+
+def tiered_score(correct: np.ndarray, confidence: np.ndarray) -> float:
+    """The hackathon's score: right answers earn 1/0.75/0.5/0.25 by confidence, wrong ones 0."""
+    points = [next(p for floor, p in TIERS if c >= floor) for c in confidence]
+    return float(np.mean(np.where(correct, points, 0.0)))
+
+
+def confusion(is_ai: np.ndarray, predicted_ai: np.ndarray) -> dict[str, dict[str, int]]:
+    names = {True: "AI_GENERATED", False: "HUMAN"}
+    return {
+        names[truth]: {names[guess]: int(np.sum((is_ai == truth) & (predicted_ai == guess))) for guess in (True, False)}
+        for truth in (True, False)
+    }
+
+
+def per_group_accuracy(correct: np.ndarray, groups: Sequence[str]) -> dict[str, float]:
+    labels = np.asarray(groups)
+    return {g: float(correct[labels == g].mean()) for g in sorted(set(groups))}

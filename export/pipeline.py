@@ -1,0 +1,170 @@
+"""The export steps, in order: load -> ONNX FP32 -> check -> static INT8 -> verify -> write."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.calibrate import fit_votes
+from export.manifest import build_manifest, sha256_of
+from export.model import ModelLoadError, ModelSource, load_model
+from export.onnx_export import export_fp32
+from export.quantize import QuantRecipe, quantize
+from export.synthetic import labelled_clips, speech_like
+from export.verify import compare, latency_ms
+from service.audio import SAMPLE_RATE, decode_audio
+from service.detector import clip_features, split_windows, window_features
+from service.features import FEATURE_NAMES
+from service.model import Encoder, create_session
+from service.verdict import VoteRules
+
+AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus"}
+CALIBRATION_WINDOWS = 32
+CALIBRATION_WINDOW_SECONDS = 6.0
+VERIFY_EVERY = 5  # every fifth calibration file is held out for verification
+TOY_CLIPS = 40
+
+
+class ExportError(RuntimeError):
+    """An export step failed; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    out: Path
+    model: str = "facebook/wav2vec2-base"
+    revision: str | None = None
+    random_init: str | None = None
+    seed: int = 0
+    calibration: Path | None = None
+    min_frame_cosine: float = 0.98
+    threads: int = 2
+    recipe: QuantRecipe = field(default_factory=QuantRecipe)
+
+
+@dataclass(frozen=True)
+class AudioSets:
+    calibration: list[np.ndarray]
+    verify: list[np.ndarray]
+    description: dict[str, Any]
+
+
+def log(message: str) -> None:
+    print(f"[export {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_export(options: ExportOptions) -> dict[str, Any]:
+    torch.set_num_threads(options.threads)
+    log("loading model")
+    try:
+        model, source = load_model(
+            ModelSource(options.model, options.revision, options.random_init, options.seed)
+        )
+    except ModelLoadError as exc:
+        raise ExportError(str(exc)) from exc
+    audio = audio_sets(options)
+    options.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=options.out) as tmp:
+        staging = Path(tmp)
+        log("exporting FP32 ONNX (optimum-onnx) and checking it")
+        fp32 = export_fp32(model, staging / "fp32.onnx")
+        log(f"quantizing: static {options.recipe.quant_format}, {len(audio.calibration)} calibration windows")
+        graph = staging / "model.onnx"
+        excluded = quantize(fp32, graph, audio.calibration, options.recipe)
+        fp32.unlink()
+        encoder = Encoder(create_session(graph, options.threads))
+        log(f"verifying against torch FP32 on {len(audio.verify)} held-out clips")
+        fidelity = compare(model, encoder, audio.verify)
+        if fidelity.frame_cosine_min < options.min_frame_cosine:
+            raise ExportError(
+                f"per-frame cosine min {fidelity.frame_cosine_min:.4f} is below the floor "
+                f"{options.min_frame_cosine} (--min-frame-cosine); nothing written"
+            )
+        timing = latency_ms(model, encoder, speech_like(5.0, options.seed + 777, natural=True))
+        manifest = build_manifest(
+            graph,
+            source=source.describe(),
+            quantization={
+                **options.recipe.as_dict(),
+                "excluded_nodes": excluded,
+                "calibration_set": audio.description,
+            },
+            fidelity={**fidelity.as_dict(), "min_frame_cosine_floor": options.min_frame_cosine},
+            latency_5s={**timing, "threads": options.threads},
+        )
+        log("learning provisional (uncalibrated) votes from the synthetic toy set")
+        provisional_votes(encoder, manifest["graph"]["sha256"], options.seed).save(staging / "votes.json")
+        write_json(staging / "manifest.json", manifest)
+        for name in ("model.onnx", "votes.json", "manifest.json"):
+            shutil.move(staging / name, options.out / name)
+    return manifest
+
+
+def audio_sets(options: ExportOptions) -> AudioSets:
+    if options.calibration is None:
+        base = options.seed * 1000
+        return AudioSets(
+            calibration=[speech_like(4.0, base + i, natural=i % 2 == 0) for i in range(24)],
+            verify=[speech_like(5.0, base + 500 + i, natural=i % 2 == 0) for i in range(4)],
+            description={"kind": "synthetic", "note": "built-in speech-like signals, not recordings"},
+        )
+    files = sorted(p for p in options.calibration.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    verify_files, calibration_files = files[::VERIFY_EVERY], [
+        f for i, f in enumerate(files) if i % VERIFY_EVERY
+    ]
+    if not verify_files or not calibration_files:
+        raise ExportError(f"--calibration {options.calibration} needs at least 2 audio files ({sorted(AUDIO_SUFFIXES)})")
+    windows = [w for f in calibration_files for w in _windows(_decode(f))][:CALIBRATION_WINDOWS]
+    return AudioSets(
+        calibration=windows,
+        verify=[_decode(f) for f in verify_files[:8]],
+        description={
+            "kind": "recordings",
+            "dir": str(options.calibration),
+            "calibration_files": len(calibration_files),
+            "verify_files": min(8, len(verify_files)),
+            "windows": len(windows),
+        },
+    )
+
+
+def _decode(path: Path) -> np.ndarray:
+    return decode_audio(path.read_bytes())
+
+
+def _windows(waveform: np.ndarray) -> list[np.ndarray]:
+    return [waveform[a:b] for a, b in split_windows(len(waveform), CALIBRATION_WINDOW_SECONDS)]
+
+
+def provisional_votes(encoder: Encoder, graph_sha256: str, seed: int) -> VoteRules:
+    clips = labelled_clips(TOY_CLIPS, 3.0, seed=seed * 1000 + 900)
+    values = np.array([
+        [clip_features(window_features(encoder, clip, 10.0))[n] for n in FEATURE_NAMES]
+        for clip, _ in clips
+    ])
+    is_ai = np.array([not natural for _, natural in clips])
+    provenance = {
+        "source": "export",
+        "warning": "uncalibrated: learned from synthetic toy signals, not speech; run python -m export.calibrate",
+        "graph_sha256": graph_sha256,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return fit_votes(values, is_ai, provenance, calibrated=False)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    import json
+
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+__all__ = ["ExportError", "ExportOptions", "run_export", "sha256_of", "SAMPLE_RATE"]

@@ -1,0 +1,57 @@
+"""The Starlette application, assembled declaratively."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
+
+from service import api
+from service.errors import ClientError
+from service.metrics import Metrics
+from service.middleware import ObservabilityMiddleware
+from service.runtime import Runtime, load_runtime
+from service.settings import Settings
+
+log = logging.getLogger("voicecheck")
+
+
+def create_app(
+    settings: Settings, load: Callable[[Settings, Metrics], Runtime] = load_runtime
+) -> Starlette:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
+        runtime = load(settings, metrics)
+        log.info("model loaded from %s (votes calibrated: %s)", settings.artifacts_dir, runtime.rules.calibrated)
+        yield {"runtime": runtime}
+        runtime.ready = False
+
+    middleware = [Middleware(ObservabilityMiddleware, metrics=metrics)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["POST", "GET"],
+                       allow_headers=["content-type", "x-api-key"])
+        )
+    return Starlette(
+        routes=[
+            Route("/api/voice-detection", api.detect_voice, methods=["POST"]),
+            Route("/health", api.health, methods=["GET"]),
+            Route("/metrics", api.metrics, methods=["GET"]),
+            Route("/openapi.json", api.openapi, methods=["GET"]),
+        ],
+        middleware=middleware,
+        exception_handlers={
+            ClientError: api.client_error,
+            HTTPException: api.http_error,
+            Exception: api.server_error,
+        },
+        lifespan=lifespan,
+    )

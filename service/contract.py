@@ -1,0 +1,162 @@
+"""The hackathon contract: request validation and response shapes, and its OpenAPI description."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from service.detector import Detection
+from service.errors import ClientError
+
+AUDIO_FORMATS = ("mp3", "wav", "flac", "ogg")
+REQUIRED_FIELDS = ("language", "audioFormat", "audioBase64")
+
+
+@dataclass(frozen=True)
+class DetectionRequest:
+    language: str
+    audio_format: str
+    audio: bytes
+
+
+def parse_request(body: bytes, languages: tuple[str, ...]) -> DetectionRequest:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ClientError("body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ClientError("body must be a JSON object with " + ", ".join(REQUIRED_FIELDS))
+    for name in REQUIRED_FIELDS:
+        if name not in payload:
+            raise ClientError(f"missing field '{name}'")
+        if not isinstance(payload[name], str):
+            raise ClientError(f"field '{name}' must be a string")
+    return DetectionRequest(
+        language=canonical_language(payload["language"], languages),
+        audio_format=_audio_format(payload["audioFormat"]),
+        audio=_decode_base64(payload["audioBase64"]),
+    )
+
+
+def canonical_language(value: str, languages: tuple[str, ...]) -> str:
+    for name in languages:
+        if value.strip().casefold() == name.casefold():
+            return name
+    raise ClientError(f"unsupported language {value[:40]!r}; allowed: {', '.join(languages)}")
+
+
+def _audio_format(value: str) -> str:
+    fmt = value.strip().lower()
+    if fmt not in AUDIO_FORMATS:
+        raise ClientError(f"unsupported audioFormat {value[:20]!r}; allowed: {', '.join(AUDIO_FORMATS)}")
+    return fmt
+
+
+def _decode_base64(value: str) -> bytes:
+    text = value.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    if not text:
+        raise ClientError("audioBase64 is empty")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientError("audioBase64 is not valid base64") from None
+
+
+def success_body(language: str, detection: Detection) -> dict[str, Any]:
+    verdict = detection.verdict
+    body: dict[str, Any] = {
+        "status": "success",
+        "language": language,
+        "classification": verdict.classification,
+        "confidenceScore": round(verdict.confidence, 4),
+        "explanation": verdict.explanation(),
+        "votes": [vote.as_dict() for vote in verdict.votes],
+    }
+    if len(detection.segments) > 1:
+        body["segments"] = [
+            {
+                "start": round(window.start, 2),
+                "end": round(window.end, 2),
+                "classification": segment.classification,
+                "score": round(segment.confidence, 4),
+            }
+            for window, segment in detection.segments
+        ]
+    return body
+
+
+def error_body(message: str) -> dict[str, str]:
+    return {"status": "error", "message": message}
+
+
+def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
+    error = {"$ref": "#/components/schemas/Error"}
+    responses: dict[str, Any] = {
+        str(code): {"description": text, "content": {"application/json": {"schema": error}}}
+        for code, text in (
+            (400, "malformed JSON, missing or invalid field, unusable audio, unknown language"),
+            (401, "missing or wrong x-api-key"),
+            (413, "body over the size limit"),
+            (415, "content type is not application/json"),
+            (503, "not ready or overloaded; see Retry-After"),
+        )
+    }
+    responses["200"] = {
+        "description": "classification",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Detection"}}},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "voicecheck", "version": "1.0.0", "description": "AI-generated vs human voice"},
+        "paths": {
+            "/api/voice-detection": {
+                "post": {
+                    "summary": "Classify a voice clip",
+                    "security": [{"apiKey": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}},
+                    },
+                    "responses": responses,
+                }
+            },
+            "/health": {"get": {"summary": "Readiness and model provenance", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+        },
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "schemas": {
+                "Request": {
+                    "type": "object",
+                    "required": list(REQUIRED_FIELDS),
+                    "properties": {
+                        "language": {"type": "string", "enum": list(languages), "description": "case-insensitive"},
+                        "audioFormat": {"type": "string", "enum": list(AUDIO_FORMATS)},
+                        "audioBase64": {"type": "string", "format": "byte"},
+                    },
+                },
+                "Detection": {
+                    "type": "object",
+                    "required": ["status", "language", "classification", "confidenceScore", "explanation"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["success"]},
+                        "language": {"type": "string"},
+                        "classification": {"type": "string", "enum": ["AI_GENERATED", "HUMAN"]},
+                        "confidenceScore": {"type": "number", "minimum": 0, "maximum": 1},
+                        "explanation": {"type": "string"},
+                        "votes": {"type": "array", "items": {"type": "object"}},
+                        "segments": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["status", "message"],
+                    "properties": {"status": {"type": "string", "enum": ["error"]}, "message": {"type": "string"}},
+                },
+            },
+        },
+    }

@@ -1,0 +1,19 @@
+"""Errors a client can cause, each carrying the HTTP status it maps to."""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """A request the service refuses; ``message`` is safe to show to the caller."""
+
+    status_code = 400
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class AudioError(ClientError):
+    """Audio that cannot be decoded or analysed."""

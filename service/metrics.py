@@ -1,0 +1,67 @@
+"""Prometheus text-format metrics, kept in process with no extra dependency."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        index = next((i for i, edge in enumerate(BUCKETS) if seconds <= edge), len(BUCKETS))
+        self.counts[index] += 1
+        self.total += seconds
+
+    def lines(self, name: str, labels: str = "") -> list[str]:
+        out, running = [], 0
+        for edge, count in zip((*BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            le = "+Inf" if edge == float("inf") else f"{edge:g}"
+            out.append(f'{name}_bucket{{{labels}{"," if labels else ""}le="{le}"}} {running}')
+        suffix = f"{{{labels}}}" if labels else ""
+        out += [f"{name}_sum{suffix} {self.total:.6f}", f"{name}_count{suffix} {running}"]
+        return out
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, int], int] = defaultdict(int)
+        self.latency: dict[str, Histogram] = defaultdict(Histogram)
+        self.inference = Histogram()
+        self.in_flight = 0
+
+    def record_request(self, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.requests[(route, status)] += 1
+            self.latency[route].observe(seconds)
+
+    def record_inference(self, seconds: float) -> None:
+        with self._lock:
+            self.inference.observe(seconds)
+
+    def render(self, queue_rejections: int) -> str:
+        with self._lock:
+            lines = ["# TYPE voicecheck_requests_total counter"]
+            lines += [
+                f'voicecheck_requests_total{{route="{route}",status="{status}"}} {count}'
+                for (route, status), count in sorted(self.requests.items())
+            ]
+            lines.append("# TYPE voicecheck_request_duration_seconds histogram")
+            for route, histogram in sorted(self.latency.items()):
+                lines += histogram.lines("voicecheck_request_duration_seconds", f'route="{route}"')
+            lines.append("# TYPE voicecheck_inference_seconds histogram")
+            lines += self.inference.lines("voicecheck_inference_seconds")
+            lines += [
+                "# TYPE voicecheck_in_flight gauge",
+                f"voicecheck_in_flight {self.in_flight}",
+                "# TYPE voicecheck_queue_rejections_total counter",
+                f"voicecheck_queue_rejections_total {queue_rejections}",
+            ]
+        return "\n".join(lines) + "\n"

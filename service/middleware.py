@@ -1,0 +1,64 @@
+"""Pure ASGI middleware: request id, one structured log line per request, metrics, headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.metrics import Metrics
+
+access_log = logging.getLogger("voicecheck.access")
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+KNOWN_ROUTES = {"/api/voice-detection", "/health", "/metrics", "/openapi.json"}
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers += [*SECURITY_HEADERS, (b"x-request-id", request_id.encode())]
+                message["headers"] = headers
+            await send(message)
+
+        self.metrics.in_flight += 1
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            self.metrics.in_flight -= 1
+            seconds = time.perf_counter() - started
+            route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
+            self.metrics.record_request(route, status, seconds)
+            access_log.info(
+                json.dumps({
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "ms": round(seconds * 1000, 1),
+                })
+            )

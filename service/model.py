@@ -1,0 +1,44 @@
+"""The onnxruntime session that runs the INT8 wav2vec2 graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.features import normalize_waveform
+
+
+def create_session(path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session tuned for low memory on a small box."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """wav2vec2 as a function from a 16 kHz waveform to its last hidden state (frames x dims)."""
+
+    session: ort.InferenceSession
+
+    @property
+    def input_name(self) -> str:
+        return str(self.session.get_inputs()[0].name)
+
+    @property
+    def output_name(self) -> str:
+        return str(self.session.get_outputs()[0].name)
+
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        batch = normalize_waveform(waveform)[np.newaxis, :]
+        (hidden,) = self.session.run([self.output_name], {self.input_name: batch})
+        return np.asarray(hidden[0])

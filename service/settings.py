@@ -1,0 +1,103 @@
+"""Every setting, read from environment variables in one place (see the README table)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LANGUAGES = ("Tamil", "English", "Hindi", "Malayalam", "Telugu")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or out of range; the message names the variable and what it allows."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str
+    artifacts_dir: Path = Path("artifacts")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 2
+    max_body_bytes: int = 25 * 1024 * 1024
+    max_audio_seconds: float = 300.0
+    min_audio_seconds: float = 0.5
+    window_seconds: float = 10.0
+    max_concurrent: int = 1
+    max_queue: int = 8
+    queue_timeout_seconds: float = 20.0
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        key = env.get("API_KEY", "")
+        if not key.strip():
+            raise SettingsError(
+                "API_KEY is not set: the service needs a secret key that clients send in the "
+                "x-api-key header (for example: export API_KEY=$(python -c 'import secrets; "
+                "print(secrets.token_urlsafe(24))'))"
+            )
+        defaults = cls(api_key=key)
+        return cls(
+            api_key=key,
+            artifacts_dir=Path(env.get("ARTIFACTS_DIR", str(defaults.artifacts_dir))),
+            host=env.get("HOST", defaults.host),
+            port=_int(env, "PORT", defaults.port, 1, 65535),
+            threads=_int(env, "THREADS", defaults.threads, 1, 64),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, 1024, 1 << 30),
+            max_audio_seconds=_float(env, "MAX_AUDIO_SECONDS", defaults.max_audio_seconds, 1.0, 3600.0),
+            min_audio_seconds=_float(env, "MIN_AUDIO_SECONDS", defaults.min_audio_seconds, 0.1, 10.0),
+            window_seconds=_float(env, "WINDOW_SECONDS", defaults.window_seconds, 2.0, 30.0),
+            max_concurrent=_int(env, "MAX_CONCURRENT", defaults.max_concurrent, 1, 64),
+            max_queue=_int(env, "MAX_QUEUE", defaults.max_queue, 0, 1000),
+            queue_timeout_seconds=_float(env, "QUEUE_TIMEOUT_SECONDS", defaults.queue_timeout_seconds, 0.1, 300.0),
+            languages=_names(env, "LANGUAGES", defaults.languages),
+            cors_origins=_names(env, "CORS_ORIGINS", ()),
+            log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number ({low}-{high})") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is out of range ({low}-{high})")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number ({low:g}-{high:g})") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value:g} is out of range ({low:g}-{high:g})")
+    return value
+
+
+def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower() or default
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r}; allowed: {', '.join(allowed)}")
+    return value

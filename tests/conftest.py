@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from starlette.testclient import TestClient
+
+from export.pipeline import ExportOptions, run_export
+from export.synthetic import speech_like
+from service.app import create_app
+from service.metrics import Metrics
+from service.runtime import Runtime, load_runtime
+from service.settings import Settings
+
+DATA = Path(__file__).parent / "data"
+API_KEY = "test-key-123"
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real export of the tiny random-init architecture, shared by the whole session."""
+    out = tmp_path_factory.mktemp("artifacts")
+    run_export(ExportOptions(out=out, random_init="tiny", threads=1))
+    return out
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_artifacts: Path) -> Settings:
+    return Settings(api_key=API_KEY, artifacts_dir=tiny_artifacts, threads=1)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def make_client(settings: Settings, **changes: object) -> TestClient:
+    return TestClient(create_app(replace(settings, **changes)), raise_server_exceptions=False)
+
+
+@contextmanager
+def serving(settings: Settings, **changes: object) -> Iterator[tuple[TestClient, Runtime]]:
+    """A running app and the Runtime its lifespan loaded, for tests that reach inside."""
+    loaded: list[Runtime] = []
+
+    def load(s: Settings, metrics: Metrics) -> Runtime:
+        loaded.append(load_runtime(s, metrics))
+        return loaded[0]
+
+    app = create_app(replace(settings, **changes), load=load)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client, loaded[0]
+
+
+def encode(waveform: np.ndarray, rate: int, fmt: str, subtype: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, waveform, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def speech(seconds: float = 3.0, seed: int = 1, natural: bool = True) -> np.ndarray:
+    return speech_like(seconds, seed, natural)
+
+
+def payload(audio: bytes, language: str = "English", fmt: str = "mp3") -> dict[str, str]:
+    return {"language": language, "audioFormat": fmt, "audioBase64": base64.b64encode(audio).decode()}
+
+
+def post(client: TestClient, body: object, key: str | None = API_KEY) -> tuple[int, dict[str, object]]:
+    headers = {"x-api-key": key} if key is not None else {}
+    response = client.post("/api/voice-detection", json=body, headers=headers)
+    return response.status_code, response.json()

@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from service.settings import Settings
+from service.detector import Detection
+from tests.conftest import API_KEY, DATA, encode, make_client, payload, post, serving, speech
+
+SAMPLE = (DATA / "sample-espeak.mp3").read_bytes()
+
+
+def assert_error(status: int, body: dict[str, object], expected: int, words: str) -> None:
+    assert status == expected, body
+    assert set(body) == {"status", "message"}
+    assert body["status"] == "error"
+    assert words in str(body["message"])
+
+
+def assert_success(body: dict[str, object], language: str = "English") -> None:
+    assert body["status"] == "success"
+    assert body["language"] == language
+    assert body["classification"] in ("AI_GENERATED", "HUMAN")
+    assert isinstance(body["confidenceScore"], float) and 0.0 <= body["confidenceScore"] <= 1.0
+    assert isinstance(body["explanation"], str) and "signals point to" in body["explanation"]
+    votes = body["votes"]
+    assert isinstance(votes, list) and len(votes) == 5
+    assert {v["supports"] for v in votes} <= {"AI_GENERATED", "HUMAN"}
+
+
+def test_real_mp3_gets_every_contract_field(client: TestClient) -> None:
+    status, body = post(client, payload(SAMPLE))
+    assert status == 200
+    assert_success(body)
+    ai_votes = sum(v["supports"] == "AI_GENERATED" for v in body["votes"])  # type: ignore[union-attr]
+    assert body["classification"] == ("AI_GENERATED" if ai_votes >= 3 else "HUMAN")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rate", "channels", "subtype"),
+    [("WAV", 44_100, 2, "PCM_16"), ("FLAC", 48_000, 1, None), ("OGG", 48_000, 2, "VORBIS"), ("MP3", 44_100, 2, None)],
+)
+def test_other_formats_rates_and_stereo(client: TestClient, fmt: str, rate: int, channels: int, subtype: str | None) -> None:
+    clip = np.interp(np.arange(3 * rate) / rate, np.arange(48_000) / 16_000, speech(3.0)).astype(np.float32)
+    audio = encode(np.repeat(clip[:, None], channels, axis=1), rate, fmt, subtype)
+    status, body = post(client, payload(audio, fmt=fmt.lower()))
+    assert status == 200, body
+    assert_success(body)
+
+
+def test_decoding_goes_by_bytes_not_label(client: TestClient) -> None:
+    status, body = post(client, payload(encode(speech(2.0), 16_000, "FLAC"), fmt="mp3"))
+    assert status == 200
+    assert_success(body)
+
+
+@pytest.mark.parametrize("spelling", ["english", "ENGLISH", " English "])
+def test_language_is_case_insensitive_and_canonical(client: TestClient, spelling: str) -> None:
+    status, body = post(client, payload(SAMPLE, language=spelling))
+    assert status == 200
+    assert body["language"] == "English"
+
+
+def test_long_clip_has_segments(client: TestClient) -> None:
+    status, body = post(client, payload(encode(speech(25.0), 16_000, "FLAC")))
+    assert status == 200
+    segments = body["segments"]
+    assert isinstance(segments, list) and len(segments) == 3
+    assert segments[0]["start"] == 0.0 and segments[-1]["end"] == pytest.approx(25.0)
+    assert all(s["classification"] in ("AI_GENERATED", "HUMAN") for s in segments)
+
+
+def test_short_clip_has_no_segments(client: TestClient) -> None:
+    _, body = post(client, payload(SAMPLE))
+    assert "segments" not in body
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong-key", API_KEY + "x"])
+def test_missing_or_wrong_key_is_401(client: TestClient, key: str | None) -> None:
+    assert_error(*post(client, payload(SAMPLE), key=key), 401, "API key")
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ([1, 2], "JSON object"),
+        ("just a string", "JSON object"),
+        ({"audioFormat": "mp3", "audioBase64": "AAAA"}, "missing field 'language'"),
+        ({"language": "English", "audioBase64": "AAAA"}, "missing field 'audioFormat'"),
+        ({"language": "English", "audioFormat": "mp3"}, "missing field 'audioBase64'"),
+        ({"language": 5, "audioFormat": "mp3", "audioBase64": "AAAA"}, "'language' must be a string"),
+        ({"language": "English", "audioFormat": None, "audioBase64": "AAAA"}, "'audioFormat' must be a string"),
+        ({"language": "English", "audioFormat": "mp3", "audioBase64": ["x"]}, "'audioBase64' must be a string"),
+        ({"language": "Klingon", "audioFormat": "mp3", "audioBase64": "AAAA"}, "allowed: Tamil, English, Hindi, Malayalam, Telugu"),
+        ({"language": "English", "audioFormat": "aac", "audioBase64": "AAAA"}, "allowed: mp3, wav, flac, ogg"),
+        ({"language": "English", "audioFormat": "mp3", "audioBase64": "not base64!!"}, "not valid base64"),
+        ({"language": "English", "audioFormat": "mp3", "audioBase64": ""}, "empty"),
+        ({"language": "English", "audioFormat": "mp3", "audioBase64": base64.b64encode(b"noise" * 100).decode()}, "could not decode"),
+    ],
+)
+def test_bad_requests_are_400(client: TestClient, body: object, words: str) -> None:
+    assert_error(*post(client, body), 400, words)
+
+
+@pytest.mark.parametrize(
+    ("audio", "words"),
+    [
+        (encode(np.zeros(48_000, dtype=np.float32), 16_000, "WAV"), "silent"),
+        (encode(speech(0.2), 16_000, "WAV"), "at least"),
+    ],
+)
+def test_unusable_audio_is_400(client: TestClient, audio: bytes, words: str) -> None:
+    assert_error(*post(client, payload(audio)), 400, words)
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00garbage", b"", b"[" * 100_000])
+def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:
+    response = client.post(
+        "/api/voice-detection", content=raw, headers={"x-api-key": API_KEY, "content-type": "application/json"}
+    )
+    assert_error(response.status_code, response.json(), 400, "JSON")
+
+
+def test_wrong_content_type_is_415(client: TestClient) -> None:
+    response = client.post(
+        "/api/voice-detection", content=json.dumps(payload(SAMPLE)), headers={"x-api-key": API_KEY, "content-type": "text/plain"}
+    )
+    assert_error(response.status_code, response.json(), 415, "application/json")
+
+
+def test_body_over_limit_is_413_by_header_and_by_stream(settings: Settings) -> None:
+    with make_client(settings, max_body_bytes=4096) as small:
+        big = json.dumps(payload(b"x" * 10_000))
+        response = small.post("/api/voice-detection", content=big, headers={"x-api-key": API_KEY, "content-type": "application/json"})
+        assert_error(response.status_code, response.json(), 413, "4096 byte limit")
+
+        def chunks():  # no content-length: the limit applies while streaming
+            for _ in range(10):
+                yield b" " * 1000
+
+        response = small.post("/api/voice-detection", content=chunks(), headers={"x-api-key": API_KEY, "content-type": "application/json"})
+        assert_error(response.status_code, response.json(), 413, "4096 byte limit")
+
+
+def test_too_long_audio_is_400(settings: Settings) -> None:
+    with make_client(settings, max_audio_seconds=2.0) as strict:
+        assert_error(*post(strict, payload(encode(speech(4.0), 16_000, "FLAC"))), 400, "longer than the 2 s limit")
+
+
+def test_overload_is_503_with_retry_after(settings: Settings) -> None:
+    with serving(settings, max_concurrent=1, max_queue=0) as (busy, runtime):
+        original = runtime.analyse
+        gate, entered = threading.Event(), threading.Event()
+        results: list[int] = []
+
+        def slow(audio: bytes) -> Detection:
+            entered.set()
+            gate.wait(10)
+            return original(audio)
+
+        runtime.analyse = slow  # type: ignore[method-assign]
+        worker = threading.Thread(target=lambda: results.append(post(busy, payload(SAMPLE))[0]))
+        worker.start()
+        assert entered.wait(10)
+        status, body = post(busy, payload(SAMPLE))
+        gate.set()
+        worker.join(10)
+        assert_error(status, body, 503, "busy")
+        assert results == [200]
+        assert "voicecheck_queue_rejections_total 1" in busy.get("/metrics").text
+
+
+def test_overload_response_carries_retry_after(settings: Settings) -> None:
+    with serving(settings, max_concurrent=1, max_queue=0) as (busy, runtime):
+        runtime.limiter.pending = 1  # as if one request held the only slot
+        response = busy.post("/api/voice-detection", json=payload(SAMPLE), headers={"x-api-key": API_KEY})
+        assert response.status_code == 503
+        assert response.headers["retry-after"].isdigit()
+
+
+def test_not_ready_is_503(settings: Settings) -> None:
+    with serving(settings) as (client, runtime):
+        runtime.ready = False
+        assert_error(*post(client, payload(SAMPLE)), 503, "not ready")
+        assert client.get("/health").status_code == 503
+
+
+def test_internal_error_is_500_without_internals(settings: Settings) -> None:
+    with serving(settings) as (client, runtime):
+
+        def broken(audio: bytes) -> Detection:
+            raise RuntimeError("secret path /opt/internal/thing")
+
+        runtime.analyse = broken  # type: ignore[method-assign]
+        status, body = post(client, payload(SAMPLE))
+        assert_error(status, body, 500, "internal error")
+        assert "secret" not in json.dumps(body)
+
+
+def test_unknown_route_and_method_use_the_error_shape(client: TestClient) -> None:
+    response = client.get("/nope")
+    assert_error(response.status_code, response.json(), 404, "Not Found")
+    response = client.get("/api/voice-detection")
+    assert_error(response.status_code, response.json(), 405, "Method Not Allowed")
+
+
+def test_health_reports_random_weights_and_vote_provenance(client: TestClient, tiny_artifacts: Path) -> None:
+    response = client.get("/health")
+    body = response.json()
+    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    assert response.status_code == 200
+    assert body["model"]["random_weights"] is True
+    assert body["model"]["graph_sha256"] == manifest["graph"]["sha256"]
+    assert body["votes"]["calibrated"] is False
+    assert "uncalibrated" in body["votes"]["warning"]
+
+
+def test_openapi_describes_the_contract(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/api/voice-detection"]["post"]
+    assert {"200", "400", "401", "413", "415", "503"} <= set(operation["responses"])
+    schema = spec["components"]["schemas"]["Request"]
+    assert schema["required"] == ["language", "audioFormat", "audioBase64"]
+
+
+def test_security_headers_and_request_id(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert len(response.headers["x-request-id"]) == 16
+    assert "server" not in {k.lower() for k in response.headers}
+
+
+def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
+    post(client, payload(SAMPLE))
+    post(client, payload(SAMPLE), key="bad")
+    text = client.get("/metrics").text
+    assert 'voicecheck_requests_total{route="/api/voice-detection",status="200"} 1' in text
+    assert 'voicecheck_requests_total{route="/api/voice-detection",status="401"} 1' in text
+    assert "voicecheck_inference_seconds_count 1" in text
+
+
+def test_logs_never_contain_audio_or_keys(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    body = payload(SAMPLE)
+    post(client, body)
+    post(client, body, key="wrong-key-value")
+    text = caplog.text
+    assert "request_id" in text
+    assert body["audioBase64"][:40] not in text
+    assert API_KEY not in text and "wrong-key-value" not in text
+
+
+def test_votes_for_another_graph_are_refused(settings: Settings, tmp_path: Path) -> None:
+    import shutil
+
+    for name in ("model.onnx", "manifest.json", "votes.json"):
+        shutil.copy(settings.artifacts_dir / name, tmp_path / name)
+    votes = json.loads((tmp_path / "votes.json").read_text())
+    votes["provenance"]["graph_sha256"] = "0" * 64
+    (tmp_path / "votes.json").write_text(json.dumps(votes))
+    from service.runtime import ArtifactsError
+
+    with pytest.raises(ArtifactsError, match="another graph"), make_client(settings, artifacts_dir=tmp_path):
+        pass

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.audio import SAMPLE_RATE, AudioLimits, decode_audio
+from service.errors import AudioError
+from tests.conftest import DATA, encode, speech
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype"), [("WAV", "PCM_16"), ("FLAC", None), ("OGG", "VORBIS"), ("MP3", None)]
+)
+@pytest.mark.parametrize("rate", [8_000, 16_000, 44_100, 48_000])
+def test_formats_and_rates_decode_to_16k_mono(fmt: str, subtype: str | None, rate: int) -> None:
+    if fmt == "MP3" and rate == 16_000:
+        rate = 22_050
+    clip = speech(2.0)
+    resampled = np.interp(np.arange(int(2.0 * rate)) / rate, np.arange(len(clip)) / SAMPLE_RATE, clip)
+    waveform = decode_audio(encode(resampled.astype(np.float32), rate, fmt, subtype))
+    assert waveform.dtype == np.float32 and waveform.ndim == 1
+    assert abs(len(waveform) / SAMPLE_RATE - 2.0) < 0.1
+
+
+def test_stereo_and_many_channels_are_mixed_down() -> None:
+    clip = speech(1.5)
+    stereo = np.stack([clip, 0.5 * clip], axis=1)
+    assert decode_audio(encode(stereo, 48_000, "WAV")).ndim == 1
+    six = np.repeat(clip[:, None], 6, axis=1)
+    assert decode_audio(encode(six, 16_000, "WAV")).ndim == 1
+
+
+def test_real_mp3_from_espeak_and_lame_decodes() -> None:
+    waveform = decode_audio((DATA / "sample-espeak.mp3").read_bytes())
+    assert len(waveform) / SAMPLE_RATE > 2.0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"this is not audio at all" * 20, "could not decode"),
+        (b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff" * 50, "could not decode"),
+    ],
+)
+def test_garbage_is_refused(data: bytes, message: str) -> None:
+    with pytest.raises(AudioError, match=message):
+        decode_audio(data)
+
+
+def test_too_short_silent_and_too_long_are_refused() -> None:
+    with pytest.raises(AudioError, match="at least"):
+        decode_audio(encode(speech(0.2), 16_000, "WAV"))
+    with pytest.raises(AudioError, match="silent"):
+        decode_audio(encode(np.zeros(32_000, dtype=np.float32), 16_000, "WAV"))
+    with pytest.raises(AudioError, match="longer than"):
+        decode_audio(encode(speech(5.0), 16_000, "WAV"), AudioLimits(max_seconds=3.0))
+
+
+def test_truncated_file_still_decodes_what_is_there() -> None:
+    data = encode(speech(3.0), 16_000, "WAV")
+    waveform = decode_audio(data[: len(data) // 2])
+    assert 1.0 < len(waveform) / SAMPLE_RATE < 2.0
+
+
+def test_hours_of_audio_are_refused_without_decoding_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    ten_minutes = encode(np.tile(speech(10.0)[::2], 60), 8_000, "FLAC")
+    blocks: list[int] = []
+    real_read = decode_audio.__globals__["_read_resampled"]
+
+    def counting(stream, limits):  # type: ignore[no-untyped-def]
+        blocks.append(stream.frames)
+        return real_read(stream, limits)
+
+    monkeypatch.setitem(decode_audio.__globals__, "_read_resampled", counting)
+    with pytest.raises(AudioError, match="longer than the 60 s limit"):
+        decode_audio(ten_minutes, AudioLimits(max_seconds=60.0))
+    assert blocks == [], "the header's frame count should refuse it before any decoding"
+
+
+def test_streams_without_a_length_stop_at_the_limit() -> None:
+    from service.audio import _read_resampled
+
+    class Endless:
+        samplerate = 16_000
+        frames = 0
+
+        def blocks(self, **_: object):  # type: ignore[no-untyped-def]
+            while True:
+                yield np.full((1 << 16, 1), 0.1, dtype=np.float32)
+
+    with pytest.raises(AudioError, match="longer than"):
+        _read_resampled(Endless(), AudioLimits(max_seconds=10.0))  # type: ignore[arg-type]
+
+
+def test_channel_and_rate_bounds() -> None:
+    with pytest.raises(AudioError, match="channels"):
+        decode_audio(encode(np.zeros((16_000, 9), dtype=np.float32) + 0.1, 16_000, "WAV"))
+    with pytest.raises(AudioError, match="sample rate"):
+        decode_audio(encode(speech(1.0)[:2000], 2_000, "WAV"))

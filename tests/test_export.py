@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from export.pipeline import ExportError, ExportOptions, run_export
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_tiny_export_writes_a_static_int8_graph(tiny_artifacts: Path) -> None:
+    graph = onnx.load(tiny_artifacts / "model.onnx")
+    ops = {node.op_type for node in graph.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    onnx.checker.check_model(graph)
+    assert [i.name for i in graph.graph.input] == ["input_values"]
+    assert "last_hidden_state" in [o.name for o in graph.graph.output]
+
+
+def test_manifest_records_source_recipe_fidelity_and_versions(tiny_artifacts: Path) -> None:
+    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    graph = manifest["graph"]
+    assert len(graph["sha256"]) == 64
+    assert graph["bytes"] == (tiny_artifacts / "model.onnx").stat().st_size
+    assert graph["opset"] >= 17
+    assert graph["inputs"] == {"input_values": ["batch_size", "sequence_length"]}
+    assert "last_hidden_state" in graph["outputs"]
+    assert manifest["source"]["kind"] == "random-init"
+    assert "random weights" in manifest["source"]["warning"]
+    recipe = manifest["quantization"]
+    for key in ("quant_format", "activation_type", "weight_type", "per_channel", "calibrate_method", "excluded_nodes"):
+        assert key in recipe
+    assert recipe["calibration_set"]["kind"] == "synthetic"
+    fidelity = manifest["fidelity"]
+    assert 0.98 <= fidelity["frame_cosine_min"] <= fidelity["frame_cosine_mean"] <= 1.0 + 1e-6
+    assert fidelity["relative_l2"] > 0
+    assert manifest["latency_5s"]["torch_fp32_ms"] > 0 and manifest["latency_5s"]["onnx_int8_ms"] > 0
+    for package in ("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime"):
+        assert manifest["versions"][package] != "not installed"
+    assert manifest["created"]
+
+
+def test_export_writes_uncalibrated_votes_for_its_own_graph(tiny_artifacts: Path) -> None:
+    votes = json.loads((tiny_artifacts / "votes.json").read_text())
+    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    assert votes["calibrated"] is False
+    assert votes["provenance"]["graph_sha256"] == manifest["graph"]["sha256"]
+    assert len(votes["votes"]) == 5
+
+
+def test_fidelity_floor_rejects_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="below the floor"):
+        run_export(ExportOptions(out=out, random_init="tiny", min_frame_cosine=1.01, threads=1))
+    assert list(out.iterdir()) == []
+
+
+def test_reexport_is_reproducible(tiny_artifacts: Path, tmp_path: Path) -> None:
+    run_export(ExportOptions(out=tmp_path, random_init="tiny", threads=1))
+    first = json.loads((tiny_artifacts / "manifest.json").read_text())["graph"]["sha256"]
+    second = json.loads((tmp_path / "manifest.json").read_text())["graph"]["sha256"]
+    assert first == second
+
+
+def test_other_seed_gives_another_graph(tiny_artifacts: Path, tmp_path: Path) -> None:
+    run_export(ExportOptions(out=tmp_path, random_init="tiny", seed=7, threads=1))
+    first = json.loads((tiny_artifacts / "manifest.json").read_text())["graph"]["sha256"]
+    assert json.loads((tmp_path / "manifest.json").read_text())["graph"]["sha256"] != first
+
+
+def test_calibration_folder_of_recordings_is_used(tmp_path: Path) -> None:
+    from tests.conftest import encode, speech
+
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    for i in range(6):
+        (audio_dir / f"clip{i}.flac").write_bytes(encode(speech(3.0, seed=50 + i), 16_000, "FLAC"))
+    manifest = run_export(ExportOptions(out=tmp_path / "out", random_init="tiny", calibration=audio_dir, threads=1))
+    calibration = manifest["quantization"]["calibration_set"]
+    assert calibration["kind"] == "recordings"
+    assert calibration["calibration_files"] == 4 and calibration["verify_files"] == 2
+
+
+def test_pretrained_without_hub_fails_fast_naming_random_init(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(
+        [sys.executable, "-m", "export", "--model", "facebook/wav2vec2-base", "--out", str(tmp_path / "o")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "--random-init" in result.stderr
+    assert not (tmp_path / "o" / "model.onnx").exists()
