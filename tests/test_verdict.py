@@ -45,9 +45,9 @@ def test_majority_decides_and_confidence_is_the_returned_class_probability(ai_co
 def test_explanation_names_the_deciding_signals_and_their_values() -> None:
     rules = VoteRules.from_json(rules_json())
     values = features({"zero_crossing_rate", "temporal_variation", "audio_energy", "audio_variance"})
-    values["zero_crossing_rate"] = 3.5  # the strongest AI vote, far above its threshold
+    values["temporal_variation"] = 3.5  # the strongest AI vote, far above its threshold
     text = rules.decide(values).explanation()
-    assert text.startswith("4 of 5 signals point to AI-generated speech, led by zero-crossing rate (3.5")
+    assert text.startswith("4 of 5 signals point to AI-generated speech, led by temporal variation (3.5")
     assert "hidden-state variance disagreed" in text
 
 
