@@ -28,7 +28,9 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
         help="no download: random weights, base-size or tiny architecture (offline and tests)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights and synthetic audio")
-    parser.add_argument("--calibration", type=Path, default=None, help="folder of audio for static calibration")
+    parser.add_argument(
+        "--calibration", type=Path, default=None, help="folder of audio for static calibration"
+    )
     parser.add_argument("--min-frame-cosine", type=float, default=0.98, help="fidelity floor vs FP32")
     parser.add_argument("--threads", type=int, default=2, help="threads for verification and timing")
     parser.add_argument("--calibrate-method", choices=("MinMax", "Entropy", "Percentile"), default="MinMax")

@@ -53,7 +53,9 @@ def fit_probability(ai_votes: np.ndarray, is_ai: np.ndarray, n_votes: int) -> tu
     hits = np.array([np.sum(is_ai[ai_votes == k]) for k in range(n_votes + 1)], dtype=float)
     monotone = _increasing((hits + 1) / (counts + 2), counts + 2)
     majority_ai = 2 * np.arange(n_votes + 1) > n_votes
-    return tuple(float(p) for p in np.where(majority_ai, np.maximum(monotone, 0.5), np.minimum(monotone, 0.5)))
+    return tuple(
+        float(p) for p in np.where(majority_ai, np.maximum(monotone, 0.5), np.minimum(monotone, 0.5))
+    )
 
 
 def _increasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -68,7 +70,9 @@ def _increasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.concatenate([np.full(int(n), v) for v, _, n in merged])
 
 
-def fit_votes(values: np.ndarray, is_ai: np.ndarray, provenance: dict[str, Any], calibrated: bool) -> VoteRules:
+def fit_votes(
+    values: np.ndarray, is_ai: np.ndarray, provenance: dict[str, Any], calibrated: bool
+) -> VoteRules:
     rules = tuple(fit_rule(name, values[:, i], is_ai) for i, name in enumerate(FEATURE_NAMES))
     partial = VoteRules(rules, (0.5,) * (len(rules) + 1), calibrated)
     ai_votes = count_ai_votes(partial, values)
@@ -76,10 +80,12 @@ def fit_votes(values: np.ndarray, is_ai: np.ndarray, provenance: dict[str, Any],
 
 
 def count_ai_votes(rules: VoteRules, values: np.ndarray) -> np.ndarray:
-    return np.array([
-        sum(rule.supports(row[FEATURE_NAMES.index(rule.feature)]) == AI for rule in rules.rules)
-        for row in values
-    ])
+    return np.array(
+        [
+            sum(rule.supports(row[FEATURE_NAMES.index(rule.feature)]) == AI for rule in rules.rules)
+            for row in values
+        ]
+    )
 
 
 def assign_folds(groups: Sequence[str], is_ai: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
@@ -110,7 +116,7 @@ def cross_validate(table: FeatureTable, folds: int = FOLDS) -> dict[str, Any]:
             continue
         rules = fit_votes(table.values[~test], is_ai[~test], {}, calibrated=True)
         for index in np.flatnonzero(test):
-            verdict = rules.decide(table.row(index))
+            verdict = rules.decide(table.row(int(index)))
             ai_probability[index] = verdict.ai_probability
             predicted_ai[index] = verdict.classification == AI
     return report(is_ai, ai_probability, predicted_ai, table.groups)

@@ -45,9 +45,7 @@ def read_labels(data_dir: Path) -> list[Clip]:
     path = data_dir / "labels.csv"
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    clips = [
-        Clip(data_dir / r["path"], r["label"], r["group"], r.get("language") or "") for r in rows
-    ]
+    clips = [Clip(data_dir / r["path"], r["label"], r["group"], r.get("language") or "") for r in rows]
     bad = sorted({c.label for c in clips} - set(LABELS))
     if bad:
         raise ValueError(f"{path}: labels must be {' or '.join(LABELS)}; found {bad}")
@@ -60,7 +58,9 @@ def compute_features(clips: list[Clip], encoder: Encoder, window_seconds: float)
     rows = []
     for number, clip in enumerate(clips, 1):
         waveform = decode_audio(clip.path.read_bytes())
-        rows.append([clip_features(window_features(encoder, waveform, window_seconds))[n] for n in FEATURE_NAMES])
+        rows.append(
+            [clip_features(window_features(encoder, waveform, window_seconds))[n] for n in FEATURE_NAMES]
+        )
         if number % 50 == 0 or number == len(clips):
             print(f"features: {number}/{len(clips)} clips", file=sys.stderr)
     return FeatureTable(tuple(clips), np.array(rows, dtype=np.float64))

@@ -46,8 +46,11 @@ def plot(table: FeatureTable, rules: VoteRules, result: dict[str, Any], out_dir:
     figure, (roc_axes, rel_axes) = plt.subplots(1, 2, figsize=(10, 4.5))
     roc_axes.plot(fpr, tpr, marker="o")
     roc_axes.plot([0, 1], [0, 1], linestyle=":")
-    roc_axes.set(xlabel="false positive rate", ylabel="true positive rate",
-                 title=f"ROC (AUC {result['roc_auc']:.3f}, EER {result['eer']:.3f})")
+    roc_axes.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=f"ROC (AUC {result['roc_auc']:.3f}, EER {result['eer']:.3f})",
+    )
     bins = result["reliability"]
     rel_axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o")
     rel_axes.plot([0.5, 1], [0.5, 1], linestyle=":")
@@ -62,8 +65,12 @@ def plot(table: FeatureTable, rules: VoteRules, result: dict[str, Any], out_dir:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.evaluate", description=__doc__)
     parser.add_argument("data_dir", type=Path, help="folder with labels.csv and the audio it lists")
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with model.onnx and votes.json")
-    parser.add_argument("--report", type=Path, default=None, help="JSON report path (default: ARTIFACTS/evaluation.json)")
+    parser.add_argument(
+        "--artifacts", type=Path, default=Path("artifacts"), help="folder with model.onnx and votes.json"
+    )
+    parser.add_argument(
+        "--report", type=Path, default=None, help="JSON report path (default: ARTIFACTS/evaluation.json)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window-seconds", type=float, default=10.0)
     args = parser.parse_args(argv)

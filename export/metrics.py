@@ -17,7 +17,7 @@ def report(
     correct = predicted_ai == is_ai
     confidence = np.where(predicted_ai, ai_probability, 1.0 - ai_probability)
     return {
-        "clips": int(len(is_ai)),
+        "clips": len(is_ai),
         "accuracy": float(correct.mean()),
         "balanced_accuracy": balanced_accuracy(is_ai, predicted_ai),
         "roc_auc": roc_auc(is_ai, ai_probability),
@@ -98,7 +98,9 @@ def tiered_score(correct: np.ndarray, confidence: np.ndarray) -> float:
 def confusion(is_ai: np.ndarray, predicted_ai: np.ndarray) -> dict[str, dict[str, int]]:
     names = {True: "AI_GENERATED", False: "HUMAN"}
     return {
-        names[truth]: {names[guess]: int(np.sum((is_ai == truth) & (predicted_ai == guess))) for guess in (True, False)}
+        names[truth]: {
+            names[guess]: int(np.sum((is_ai == truth) & (predicted_ai == guess))) for guess in (True, False)
+        }
         for truth in (True, False)
     }
 

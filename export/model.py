@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any
-
-import socket
 from urllib.parse import urlsplit
 
 import torch

@@ -17,9 +17,7 @@ OUTPUT_NAME = "last_hidden_state"
 def export_fp32(model: Wav2Vec2Model, out_path: Path) -> Path:
     """Export with dynamic batch and time axes; ``onnx.checker`` must pass."""
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_export_from_model(
-            model, output=tmp, task="feature-extraction", opset=OPSET, do_validation=False
-        )
+        onnx_export_from_model(model, output=tmp, task="feature-extraction", opset=OPSET, do_validation=False)
         graph = onnx.load(Path(tmp) / "model.onnx")
     _check_io(graph)
     onnx.checker.check_model(graph, full_check=True)

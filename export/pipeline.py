@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
@@ -15,13 +16,13 @@ import numpy as np
 import torch
 
 from export.calibrate import fit_votes
-from export.manifest import build_manifest, sha256_of
+from export.manifest import build_manifest
 from export.model import ModelLoadError, ModelSource, load_model
 from export.onnx_export import export_fp32
 from export.quantize import QuantRecipe, quantize
 from export.synthetic import labelled_clips, speech_like
 from export.verify import compare, latency_ms
-from service.audio import SAMPLE_RATE, decode_audio
+from service.audio import decode_audio
 from service.detector import clip_features, split_windows, window_features
 from service.features import FEATURE_NAMES
 from service.model import Encoder, create_session
@@ -118,11 +119,14 @@ def audio_sets(options: ExportOptions) -> AudioSets:
             description={"kind": "synthetic", "note": "built-in speech-like signals, not recordings"},
         )
     files = sorted(p for p in options.calibration.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    verify_files, calibration_files = files[::VERIFY_EVERY], [
-        f for i, f in enumerate(files) if i % VERIFY_EVERY
-    ]
+    verify_files, calibration_files = (
+        files[::VERIFY_EVERY],
+        [f for i, f in enumerate(files) if i % VERIFY_EVERY],
+    )
     if not verify_files or not calibration_files:
-        raise ExportError(f"--calibration {options.calibration} needs at least 2 audio files ({sorted(AUDIO_SUFFIXES)})")
+        raise ExportError(
+            f"--calibration {options.calibration} needs at least 2 audio files ({sorted(AUDIO_SUFFIXES)})"
+        )
     windows = [w for f in calibration_files for w in _windows(_decode(f))][:CALIBRATION_WINDOWS]
     return AudioSets(
         calibration=windows,
@@ -147,14 +151,15 @@ def _windows(waveform: np.ndarray) -> list[np.ndarray]:
 
 def provisional_votes(encoder: Encoder, graph_sha256: str, seed: int) -> VoteRules:
     clips = labelled_clips(TOY_CLIPS, 3.0, seed=seed * 1000 + 900)
-    values = np.array([
-        [clip_features(window_features(encoder, clip, 10.0))[n] for n in FEATURE_NAMES]
-        for clip, _ in clips
-    ])
+    values = np.array(
+        [[clip_features(window_features(encoder, clip, 10.0))[n] for n in FEATURE_NAMES] for clip, _ in clips]
+    )
     is_ai = np.array([not natural for _, natural in clips])
     provenance = {
         "source": "export",
-        "warning": "uncalibrated: learned from synthetic toy signals, not speech; run python -m export.calibrate",
+        "warning": (
+            "uncalibrated: learned from synthetic toy signals, not speech; run python -m export.calibrate"
+        ),
         "graph_sha256": graph_sha256,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -162,9 +167,4 @@ def provisional_votes(encoder: Encoder, graph_sha256: str, seed: int) -> VoteRul
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    import json
-
     path.write_text(json.dumps(payload, indent=2) + "\n")
-
-
-__all__ = ["ExportError", "ExportOptions", "run_export", "sha256_of", "SAMPLE_RATE"]

@@ -41,7 +41,7 @@ class QuantRecipe:
         return asdict(self)
 
 
-class WindowReader(CalibrationDataReader):
+class WindowReader(CalibrationDataReader):  # type: ignore[misc]
     """Feeds normalised waveforms, one per call, as the service would."""
 
     def __init__(self, input_name: str, windows: Iterable[np.ndarray]) -> None:

@@ -23,7 +23,7 @@ def speech_like(seconds: float, seed: int, natural: bool) -> np.ndarray:
         pieces.append(_syllable(rng, base_f0, formants, natural))
         pieces.append(_gap(rng, natural))
     clip = np.concatenate(pieces)[:total]
-    return (0.3 * clip / (np.max(np.abs(clip)) + 1e-9)).astype(np.float32)
+    return np.asarray(0.3 * clip / (np.max(np.abs(clip)) + 1e-9), dtype=np.float32)
 
 
 def labelled_clips(count: int, seconds: float, seed: int) -> list[tuple[np.ndarray, bool]]:
@@ -31,9 +31,7 @@ def labelled_clips(count: int, seconds: float, seed: int) -> list[tuple[np.ndarr
     return [(speech_like(seconds, seed + i, natural=i % 2 == 0), i % 2 == 0) for i in range(count)]
 
 
-def _syllable(
-    rng: np.random.Generator, base_f0: float, formants: np.ndarray, natural: bool
-) -> np.ndarray:
+def _syllable(rng: np.random.Generator, base_f0: float, formants: np.ndarray, natural: bool) -> np.ndarray:
     n = int(rng.uniform(0.12, 0.3 if natural else 0.2) * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     glide = np.linspace(1.0, rng.uniform(0.85, 1.15), n)
@@ -44,13 +42,13 @@ def _syllable(
     shifted = formants * rng.uniform(0.85, 1.15, size=3)
     voice = np.zeros(n)
     for k in range(1, int(4000 / base_f0)):
-        gain = sum(np.exp(-(((k * base_f0) - f) / 150.0) ** 2) for f in shifted) + 0.02
+        gain = sum(np.exp(-((((k * base_f0) - f) / 150.0) ** 2)) for f in shifted) + 0.02
         voice += gain / k**0.5 * np.sin(k * phase)
     envelope = np.sqrt(np.clip(np.sin(np.pi * t / t[-1]), 0.0, None))
     if natural:
         envelope *= 1 + 0.1 * rng.standard_normal(n).cumsum() / np.sqrt(n)
         voice += 0.05 * rng.standard_normal(n) * np.max(np.abs(voice))
-    return voice * envelope
+    return np.asarray(voice * envelope)
 
 
 def _gap(rng: np.random.Generator, natural: bool) -> np.ndarray:

@@ -17,7 +17,9 @@ def main() -> int:
     except SettingsError as exc:
         print(f"voicecheck: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.host,

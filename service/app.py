@@ -22,23 +22,27 @@ from service.settings import Settings
 log = logging.getLogger("voicecheck")
 
 
-def create_app(
-    settings: Settings, load: Callable[[Settings, Metrics], Runtime] = load_runtime
-) -> Starlette:
+def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] = load_runtime) -> Starlette:
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         runtime = load(settings, metrics)
-        log.info("model loaded from %s (votes calibrated: %s)", settings.artifacts_dir, runtime.rules.calibrated)
+        log.info(
+            "model loaded from %s (votes calibrated: %s)", settings.artifacts_dir, runtime.rules.calibrated
+        )
         yield {"runtime": runtime}
         runtime.ready = False
 
     middleware = [Middleware(ObservabilityMiddleware, metrics=metrics)]
     if settings.cors_origins:
         middleware.append(
-            Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["POST", "GET"],
-                       allow_headers=["content-type", "x-api-key"])
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["POST", "GET"],
+                allow_headers=["content-type", "x-api-key"],
+            )
         )
     return Starlette(
         routes=[

@@ -35,9 +35,7 @@ def decode_audio(data: bytes, limits: AudioLimits | None = None) -> np.ndarray:
             _check_header(stream, limits)
             waveform = _read_resampled(stream, limits)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
-        raise AudioError(
-            "could not decode audio: send MP3, WAV, FLAC or OGG bytes"
-        ) from exc
+        raise AudioError("could not decode audio: send MP3, WAV, FLAC or OGG bytes") from exc
     _check_content(waveform, limits)
     return waveform
 
@@ -73,9 +71,7 @@ def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> np.ndarray:
 def _check_content(waveform: np.ndarray, limits: AudioLimits) -> None:
     seconds = len(waveform) / SAMPLE_RATE
     if seconds < limits.min_seconds:
-        raise AudioError(
-            f"audio is {seconds:.2f} s long; at least {limits.min_seconds:g} s is needed"
-        )
+        raise AudioError(f"audio is {seconds:.2f} s long; at least {limits.min_seconds:g} s is needed")
     if seconds > limits.max_seconds:
         raise _too_long(limits)
     if not np.all(np.isfinite(waveform)):

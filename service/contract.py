@@ -125,7 +125,12 @@ def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
                     "responses": responses,
                 }
             },
-            "/health": {"get": {"summary": "Readiness and model provenance", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+            "/health": {
+                "get": {
+                    "summary": "Readiness and model provenance",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                }
+            },
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
@@ -134,7 +139,11 @@ def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
                     "type": "object",
                     "required": list(REQUIRED_FIELDS),
                     "properties": {
-                        "language": {"type": "string", "enum": list(languages), "description": "case-insensitive"},
+                        "language": {
+                            "type": "string",
+                            "enum": list(languages),
+                            "description": "case-insensitive",
+                        },
                         "audioFormat": {"type": "string", "enum": list(AUDIO_FORMATS)},
                         "audioBase64": {"type": "string", "format": "byte"},
                     },
@@ -155,7 +164,10 @@ def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
                 "Error": {
                     "type": "object",
                     "required": ["status", "message"],
-                    "properties": {"status": {"type": "string", "enum": ["error"]}, "message": {"type": "string"}},
+                    "properties": {
+                        "status": {"type": "string", "enum": ["error"]},
+                        "message": {"type": "string"},
+                    },
                 },
             },
         },

@@ -53,9 +53,7 @@ def clip_features(windows: list[Window]) -> dict[str, float]:
     }
 
 
-def detect(
-    encoder: Encoder, rules: VoteRules, waveform: np.ndarray, window_seconds: float
-) -> Detection:
+def detect(encoder: Encoder, rules: VoteRules, waveform: np.ndarray, window_seconds: float) -> Detection:
     windows = window_features(encoder, waveform, window_seconds)
     segments = tuple((w, rules.decide(w.features)) for w in windows)
     return Detection(rules.decide(clip_features(windows)), segments, len(waveform) / SAMPLE_RATE)

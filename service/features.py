@@ -41,7 +41,7 @@ _TINY = 1e-12
 def normalize_waveform(waveform: np.ndarray) -> np.ndarray:
     """Zero mean, unit variance: what wav2vec2 expects, and what makes it gain-invariant."""
     centred = waveform - waveform.mean()
-    return (centred / np.sqrt(centred.var() + 1e-7)).astype(np.float32)
+    return np.asarray(centred / np.sqrt(centred.var() + 1e-7), dtype=np.float32)
 
 
 def signal_features(waveform: np.ndarray) -> dict[str, float]:

@@ -54,11 +54,13 @@ class ObservabilityMiddleware:
             route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
             self.metrics.record_request(route, status, seconds)
             access_log.info(
-                json.dumps({
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "ms": round(seconds * 1000, 1),
-                })
+                json.dumps(
+                    {
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "ms": round(seconds * 1000, 1),
+                    }
+                )
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,10 +85,6 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         )
     encoder = Encoder(create_session(graph, settings.threads))
     encoder(np.zeros(16_000, dtype=np.float32))  # first run allocates; do it before traffic
-    limits = AudioLimits(
-        max_seconds=settings.max_audio_seconds, min_seconds=settings.min_audio_seconds
-    )
+    limits = AudioLimits(max_seconds=settings.max_audio_seconds, min_seconds=settings.min_audio_seconds)
     limiter = InferenceLimiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout_seconds)
     return Runtime(settings, encoder, rules, manifest, metrics, limiter, limits)
-
-

@@ -56,7 +56,9 @@ class Settings:
             window_seconds=_float(env, "WINDOW_SECONDS", defaults.window_seconds, 2.0, 30.0),
             max_concurrent=_int(env, "MAX_CONCURRENT", defaults.max_concurrent, 1, 64),
             max_queue=_int(env, "MAX_QUEUE", defaults.max_queue, 0, 1000),
-            queue_timeout_seconds=_float(env, "QUEUE_TIMEOUT_SECONDS", defaults.queue_timeout_seconds, 0.1, 300.0),
+            queue_timeout_seconds=_float(
+                env, "QUEUE_TIMEOUT_SECONDS", defaults.queue_timeout_seconds, 0.1, 300.0
+            ),
             languages=_names(env, "LANGUAGES", defaults.languages),
             cors_origins=_names(env, "CORS_ORIGINS", ()),
             log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from service.settings import Settings
 from service.detector import Detection
+from service.settings import Settings
 from tests.conftest import API_KEY, DATA, encode, make_client, payload, post, serving, speech
 
 SAMPLE = (DATA / "sample-espeak.mp3").read_bytes()
@@ -27,10 +27,13 @@ def assert_success(body: dict[str, object], language: str = "English") -> None:
     assert body["status"] == "success"
     assert body["language"] == language
     assert body["classification"] in ("AI_GENERATED", "HUMAN")
-    assert isinstance(body["confidenceScore"], float) and 0.0 <= body["confidenceScore"] <= 1.0
-    assert isinstance(body["explanation"], str) and "signals point to" in body["explanation"]
+    assert isinstance(body["confidenceScore"], float)
+    assert 0.0 <= body["confidenceScore"] <= 1.0
+    assert isinstance(body["explanation"], str)
+    assert "signals point to" in body["explanation"]
     votes = body["votes"]
-    assert isinstance(votes, list) and len(votes) == 5
+    assert isinstance(votes, list)
+    assert len(votes) == 5
     assert {v["supports"] for v in votes} <= {"AI_GENERATED", "HUMAN"}
 
 
@@ -44,9 +47,16 @@ def test_real_mp3_gets_every_contract_field(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "rate", "channels", "subtype"),
-    [("WAV", 44_100, 2, "PCM_16"), ("FLAC", 48_000, 1, None), ("OGG", 48_000, 2, "VORBIS"), ("MP3", 44_100, 2, None)],
+    [
+        ("WAV", 44_100, 2, "PCM_16"),
+        ("FLAC", 48_000, 1, None),
+        ("OGG", 48_000, 2, "VORBIS"),
+        ("MP3", 44_100, 2, None),
+    ],
 )
-def test_other_formats_rates_and_stereo(client: TestClient, fmt: str, rate: int, channels: int, subtype: str | None) -> None:
+def test_other_formats_rates_and_stereo(
+    client: TestClient, fmt: str, rate: int, channels: int, subtype: str | None
+) -> None:
     clip = np.interp(np.arange(3 * rate) / rate, np.arange(48_000) / 16_000, speech(3.0)).astype(np.float32)
     audio = encode(np.repeat(clip[:, None], channels, axis=1), rate, fmt, subtype)
     status, body = post(client, payload(audio, fmt=fmt.lower()))
@@ -71,8 +81,10 @@ def test_long_clip_has_segments(client: TestClient) -> None:
     status, body = post(client, payload(encode(speech(25.0), 16_000, "FLAC")))
     assert status == 200
     segments = body["segments"]
-    assert isinstance(segments, list) and len(segments) == 3
-    assert segments[0]["start"] == 0.0 and segments[-1]["end"] == pytest.approx(25.0)
+    assert isinstance(segments, list)
+    assert len(segments) == 3
+    assert segments[0]["start"] == 0.0
+    assert segments[-1]["end"] == pytest.approx(25.0)
     assert all(s["classification"] in ("AI_GENERATED", "HUMAN") for s in segments)
 
 
@@ -95,13 +107,32 @@ def test_missing_or_wrong_key_is_401(client: TestClient, key: str | None) -> Non
         ({"language": "English", "audioBase64": "AAAA"}, "missing field 'audioFormat'"),
         ({"language": "English", "audioFormat": "mp3"}, "missing field 'audioBase64'"),
         ({"language": 5, "audioFormat": "mp3", "audioBase64": "AAAA"}, "'language' must be a string"),
-        ({"language": "English", "audioFormat": None, "audioBase64": "AAAA"}, "'audioFormat' must be a string"),
-        ({"language": "English", "audioFormat": "mp3", "audioBase64": ["x"]}, "'audioBase64' must be a string"),
-        ({"language": "Klingon", "audioFormat": "mp3", "audioBase64": "AAAA"}, "allowed: Tamil, English, Hindi, Malayalam, Telugu"),
-        ({"language": "English", "audioFormat": "aac", "audioBase64": "AAAA"}, "allowed: mp3, wav, flac, ogg"),
+        (
+            {"language": "English", "audioFormat": None, "audioBase64": "AAAA"},
+            "'audioFormat' must be a string",
+        ),
+        (
+            {"language": "English", "audioFormat": "mp3", "audioBase64": ["x"]},
+            "'audioBase64' must be a string",
+        ),
+        (
+            {"language": "Klingon", "audioFormat": "mp3", "audioBase64": "AAAA"},
+            "allowed: Tamil, English, Hindi, Malayalam, Telugu",
+        ),
+        (
+            {"language": "English", "audioFormat": "aac", "audioBase64": "AAAA"},
+            "allowed: mp3, wav, flac, ogg",
+        ),
         ({"language": "English", "audioFormat": "mp3", "audioBase64": "not base64!!"}, "not valid base64"),
         ({"language": "English", "audioFormat": "mp3", "audioBase64": ""}, "empty"),
-        ({"language": "English", "audioFormat": "mp3", "audioBase64": base64.b64encode(b"noise" * 100).decode()}, "could not decode"),
+        (
+            {
+                "language": "English",
+                "audioFormat": "mp3",
+                "audioBase64": base64.b64encode(b"noise" * 100).decode(),
+            },
+            "could not decode",
+        ),
     ],
 )
 def test_bad_requests_are_400(client: TestClient, body: object, words: str) -> None:
@@ -122,14 +153,18 @@ def test_unusable_audio_is_400(client: TestClient, audio: bytes, words: str) -> 
 @pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00garbage", b"", b"[" * 100_000])
 def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:
     response = client.post(
-        "/api/voice-detection", content=raw, headers={"x-api-key": API_KEY, "content-type": "application/json"}
+        "/api/voice-detection",
+        content=raw,
+        headers={"x-api-key": API_KEY, "content-type": "application/json"},
     )
     assert_error(response.status_code, response.json(), 400, "JSON")
 
 
 def test_wrong_content_type_is_415(client: TestClient) -> None:
     response = client.post(
-        "/api/voice-detection", content=json.dumps(payload(SAMPLE)), headers={"x-api-key": API_KEY, "content-type": "text/plain"}
+        "/api/voice-detection",
+        content=json.dumps(payload(SAMPLE)),
+        headers={"x-api-key": API_KEY, "content-type": "text/plain"},
     )
     assert_error(response.status_code, response.json(), 415, "application/json")
 
@@ -137,20 +172,30 @@ def test_wrong_content_type_is_415(client: TestClient) -> None:
 def test_body_over_limit_is_413_by_header_and_by_stream(settings: Settings) -> None:
     with make_client(settings, max_body_bytes=4096) as small:
         big = json.dumps(payload(b"x" * 10_000))
-        response = small.post("/api/voice-detection", content=big, headers={"x-api-key": API_KEY, "content-type": "application/json"})
+        response = small.post(
+            "/api/voice-detection",
+            content=big,
+            headers={"x-api-key": API_KEY, "content-type": "application/json"},
+        )
         assert_error(response.status_code, response.json(), 413, "4096 byte limit")
 
         def chunks():  # no content-length: the limit applies while streaming
             for _ in range(10):
                 yield b" " * 1000
 
-        response = small.post("/api/voice-detection", content=chunks(), headers={"x-api-key": API_KEY, "content-type": "application/json"})
+        response = small.post(
+            "/api/voice-detection",
+            content=chunks(),
+            headers={"x-api-key": API_KEY, "content-type": "application/json"},
+        )
         assert_error(response.status_code, response.json(), 413, "4096 byte limit")
 
 
 def test_too_long_audio_is_400(settings: Settings) -> None:
     with make_client(settings, max_audio_seconds=2.0) as strict:
-        assert_error(*post(strict, payload(encode(speech(4.0), 16_000, "FLAC"))), 400, "longer than the 2 s limit")
+        assert_error(
+            *post(strict, payload(encode(speech(4.0), 16_000, "FLAC"))), 400, "longer than the 2 s limit"
+        )
 
 
 def test_overload_is_503_with_retry_after(settings: Settings) -> None:
@@ -253,7 +298,8 @@ def test_logs_never_contain_audio_or_keys(client: TestClient, caplog: pytest.Log
     text = caplog.text
     assert "request_id" in text
     assert body["audioBase64"][:40] not in text
-    assert API_KEY not in text and "wrong-key-value" not in text
+    assert API_KEY not in text
+    assert "wrong-key-value" not in text
 
 
 def test_votes_for_another_graph_are_refused(settings: Settings, tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ def test_formats_and_rates_decode_to_16k_mono(fmt: str, subtype: str | None, rat
     clip = speech(2.0)
     resampled = np.interp(np.arange(int(2.0 * rate)) / rate, np.arange(len(clip)) / SAMPLE_RATE, clip)
     waveform = decode_audio(encode(resampled.astype(np.float32), rate, fmt, subtype))
-    assert waveform.dtype == np.float32 and waveform.ndim == 1
+    assert waveform.dtype == np.float32
+    assert waveform.ndim == 1
     assert abs(len(waveform) / SAMPLE_RATE - 2.0) < 0.1
 
 

@@ -34,13 +34,21 @@ def test_manifest_records_source_recipe_fidelity_and_versions(tiny_artifacts: Pa
     assert manifest["source"]["kind"] == "random-init"
     assert "random weights" in manifest["source"]["warning"]
     recipe = manifest["quantization"]
-    for key in ("quant_format", "activation_type", "weight_type", "per_channel", "calibrate_method", "excluded_nodes"):
+    for key in (
+        "quant_format",
+        "activation_type",
+        "weight_type",
+        "per_channel",
+        "calibrate_method",
+        "excluded_nodes",
+    ):
         assert key in recipe
     assert recipe["calibration_set"]["kind"] == "synthetic"
     fidelity = manifest["fidelity"]
     assert 0.98 <= fidelity["frame_cosine_min"] <= fidelity["frame_cosine_mean"] <= 1.0 + 1e-6
     assert fidelity["relative_l2"] > 0
-    assert manifest["latency_5s"]["torch_fp32_ms"] > 0 and manifest["latency_5s"]["onnx_int8_ms"] > 0
+    assert manifest["latency_5s"]["torch_fp32_ms"] > 0
+    assert manifest["latency_5s"]["onnx_int8_ms"] > 0
     for package in ("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime"):
         assert manifest["versions"][package] != "not installed"
     assert manifest["created"]
@@ -81,17 +89,24 @@ def test_calibration_folder_of_recordings_is_used(tmp_path: Path) -> None:
     audio_dir.mkdir()
     for i in range(6):
         (audio_dir / f"clip{i}.flac").write_bytes(encode(speech(3.0, seed=50 + i), 16_000, "FLAC"))
-    manifest = run_export(ExportOptions(out=tmp_path / "out", random_init="tiny", calibration=audio_dir, threads=1))
+    manifest = run_export(
+        ExportOptions(out=tmp_path / "out", random_init="tiny", calibration=audio_dir, threads=1)
+    )
     calibration = manifest["quantization"]["calibration_set"]
     assert calibration["kind"] == "recordings"
-    assert calibration["calibration_files"] == 4 and calibration["verify_files"] == 2
+    assert calibration["calibration_files"] == 4
+    assert calibration["verify_files"] == 2
 
 
 def test_pretrained_without_hub_fails_fast_naming_random_init(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run(
         [sys.executable, "-m", "export", "--model", "facebook/wav2vec2-base", "--out", str(tmp_path / "o")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "--random-init" in result.stderr

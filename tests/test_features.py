@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 from pathlib import Path
 
@@ -53,8 +54,9 @@ def test_hidden_state_variance_is_a_share() -> None:
 def test_windows_cover_the_clip_and_stay_short(seconds: float) -> None:
     samples = int(seconds * 16_000)
     windows = split_windows(samples, 10.0)
-    assert windows[0][0] == 0 and windows[-1][1] == samples
-    assert all(a == b for (_, a), (b, _) in zip(windows, windows[1:], strict=False))
+    assert windows[0][0] == 0
+    assert windows[-1][1] == samples
+    assert all(a == b for (_, a), (b, _) in itertools.pairwise(windows))
     assert all(end - start <= 10.0 * 16_000 for start, end in windows)
     assert len(windows) == max(1, int(np.ceil(samples / 160_000)))
 

@@ -74,4 +74,3 @@ def test_votes_file_round_trips(tmp_path: Path) -> None:
     rules = VoteRules.from_json(rules_json())
     rules.save(tmp_path / "votes.json")
     assert VoteRules.load(tmp_path / "votes.json") == rules
-
