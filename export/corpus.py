@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,17 @@ def read_labels(data_dir: Path) -> list[Clip]:
     return clips
 
 
-def compute_features(clips: list[Clip], encoder: Encoder, window_seconds: float) -> FeatureTable:
+def compute_features(
+    clips: list[Clip],
+    encoder: Encoder,
+    window_seconds: float,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> FeatureTable:
     rows = []
     for number, clip in enumerate(clips, 1):
         waveform = decode_audio(clip.path.read_bytes())
+        if transform is not None:
+            waveform = transform(waveform)
         rows.append(
             [clip_features(window_features(encoder, waveform, window_seconds))[n] for n in FEATURE_NAMES]
         )

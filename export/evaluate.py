@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from export.corpus import FeatureTable, compute_features, read_labels
+from export.corpus import Clip, FeatureTable, compute_features, read_labels
 from export.metrics import reliability, report, roc_curve
+from export.robustness import PERTURBATIONS, Perturbation
 from service.model import Encoder, create_session
 from service.verdict import AI, VoteRules
 
@@ -31,6 +32,35 @@ def evaluate(table: FeatureTable, rules: VoteRules) -> dict[str, Any]:
     result["reliability"] = reliability(predicted_ai == table.is_ai, confidence)
     result["votes_calibrated"] = rules.calibrated
     return result
+
+
+def robustness(
+    clips: list[Clip], encoder: Encoder, rules: VoteRules, window_seconds: float, count: int
+) -> dict[str, Any]:
+    """Share of verdicts that change under each perturbation, on ``count`` clips spread over the corpus."""
+    chosen = clips[:: max(1, len(clips) // count)][:count]
+    baseline = _verdicts(compute_features(chosen, encoder, window_seconds), rules)
+    flips = {}
+    for name, perturb in PERTURBATIONS.items():
+        table = compute_features(chosen, encoder, window_seconds, _applied(perturb))
+        flips[name] = float(np.mean(_verdicts(table, rules) != baseline))
+    return {"clips": len(chosen), "verdict_flip_rate": flips}
+
+
+def _applied(perturb: Perturbation) -> Callable[[np.ndarray], np.ndarray]:
+    """The perturbation with a fixed noise seed, peak-limited to full scale as a file would be."""
+    rng = np.random.default_rng(0)
+
+    def apply(waveform: np.ndarray) -> np.ndarray:
+        changed = perturb(waveform, rng)
+        peak = float(np.max(np.abs(changed)))
+        return changed / peak if peak > 1.0 else changed
+
+    return apply
+
+
+def _verdicts(table: FeatureTable, rules: VoteRules) -> np.ndarray:
+    return np.array([rules.decide(table.row(i)).classification for i in range(len(table.clips))])
 
 
 def plot(table: FeatureTable, rules: VoteRules, result: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -73,11 +103,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--robustness",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also re-run N clips at -20 dB, +6 dB, with 20 dB SNR noise and as 32 kbit/s MP3",
+    )
     args = parser.parse_args(argv)
     rules = VoteRules.load(args.artifacts / "votes.json")
     encoder = Encoder(create_session(args.artifacts / "model.onnx", args.threads))
-    table = compute_features(read_labels(args.data_dir), encoder, args.window_seconds)
+    clips = read_labels(args.data_dir)
+    table = compute_features(clips, encoder, args.window_seconds)
     result = evaluate(table, rules)
+    if args.robustness:
+        result["robustness"] = robustness(clips, encoder, rules, args.window_seconds, args.robustness)
     report_path = args.report or args.artifacts / "evaluation.json"
     report_path.write_text(json.dumps({"data_dir": str(args.data_dir), **result}, indent=2) + "\n")
     plots = plot(table, rules, result, report_path.parent)
