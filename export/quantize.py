@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,12 +22,14 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from service.features import normalize_waveform
 
+ATTENTION_PRODUCT = re.compile(r"/attention/MatMul(_1)?$")
+
 
 @dataclass(frozen=True)
 class QuantRecipe:
     """Everything that decides the INT8 graph; recorded whole in the manifest."""
 
-    quant_format: str = "QDQ"
+    quant_format: str = "QOperator"
     activation_type: str = "QUInt8"
     weight_type: str = "QInt8"
     per_channel: bool = True
@@ -34,6 +37,7 @@ class QuantRecipe:
     calibrate_method: str = "MinMax"
     op_types_to_quantize: tuple[str, ...] = ("MatMul",)
     exclude_first_conv: bool = True
+    keep_attention_float: bool = True
     exclude_nodes: tuple[str, ...] = ()
     extra_options: dict[str, Any] = field(default_factory=dict)
 
@@ -83,6 +87,16 @@ def quantize(
 
 
 def excluded_nodes(graph: onnx.ModelProto, recipe: QuantRecipe) -> list[str]:
-    """The first conv sees raw waveform scale; INT8 there costs more fidelity than it saves."""
-    convs = [node.name for node in graph.graph.node if node.op_type == "Conv"]
-    return (convs[:1] if recipe.exclude_first_conv else []) + list(recipe.exclude_nodes)
+    """Nodes kept in float. The first conv sees the raw waveform's scale. The attention products
+    (scores and context, activation x activation) gain little from INT8 and lose accuracy to a
+    static range."""
+    nodes = graph.graph.node
+    convs = [node.name for node in nodes if node.op_type == "Conv"]
+    attention = [
+        node.name for node in nodes if node.op_type == "MatMul" and ATTENTION_PRODUCT.search(node.name)
+    ]
+    return (
+        (convs[:1] if recipe.exclude_first_conv else [])
+        + (attention if recipe.keep_attention_float else [])
+        + list(recipe.exclude_nodes)
+    )

@@ -12,7 +12,8 @@ from service.features import normalize_waveform
 
 
 def create_session(path: Path, threads: int) -> ort.InferenceSession:
-    """A CPU session tuned for low memory on a small box."""
+    """A CPU session tuned for low memory on a small box: no arena (memory goes back after each
+    request), no memory-pattern planning (shapes change with every clip), no spinning threads."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -21,6 +22,8 @@ def create_session(path: Path, threads: int) -> ort.InferenceSession:
     options.enable_cpu_mem_arena = False
     options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Pre-packed weight copies cost ~60 MB of RSS here and bought no measurable speed.
+    options.add_session_config_entry("session.disable_prepacking", "1")
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
