@@ -23,6 +23,7 @@ class AudioLimits:
     min_sample_rate: int = 4_000
     max_sample_rate: int = 192_000
     silence_peak: float = 1e-4  # -80 dBFS: nothing a microphone or codec leaves audible
+    corrupt_peak: float = 16.0  # +24 dBFS: no real decoder overshoots this far; corrupt streams do
 
 
 def decode_audio(data: bytes, limits: AudioLimits | None = None) -> np.ndarray:
@@ -59,6 +60,8 @@ def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> np.ndarray:
     chunks: list[np.ndarray] = []
     total = 0
     for block in stream.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+        if not np.all(np.abs(block) <= limits.corrupt_peak):  # also catches NaN
+            raise AudioError("audio is corrupt: it decodes to samples far beyond full scale")
         chunk = resampler.resample_chunk(block.mean(axis=1))
         total += len(chunk)
         if total > max_samples:
@@ -74,8 +77,6 @@ def _check_content(waveform: np.ndarray, limits: AudioLimits) -> None:
         raise AudioError(f"audio is {seconds:.2f} s long; at least {limits.min_seconds:g} s is needed")
     if seconds > limits.max_seconds:
         raise _too_long(limits)
-    if not np.all(np.isfinite(waveform)):
-        raise AudioError("audio contains invalid (non-finite) samples")
     if float(np.max(np.abs(waveform))) < limits.silence_peak:
         raise AudioError("audio is silent")
 

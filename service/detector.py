@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.audio import SAMPLE_RATE
+from service.errors import AudioError
 from service.features import FEATURE_NAMES, hidden_state_variance, signal_features
 from service.model import Encoder
 from service.verdict import Verdict, VoteRules
@@ -40,6 +41,9 @@ def window_features(encoder: Encoder, waveform: np.ndarray, window_seconds: floa
         piece = waveform[start:end]
         features = signal_features(piece)
         features["hidden_state_variance"] = hidden_state_variance(encoder(piece))
+        if not all(math.isfinite(value) for value in features.values()):
+            seconds = f"{start / SAMPLE_RATE:.1f}-{end / SAMPLE_RATE:.1f} s"
+            raise AudioError(f"audio could not be analysed at {seconds}")
         windows.append(Window(start / SAMPLE_RATE, end / SAMPLE_RATE, features))
     return windows
 

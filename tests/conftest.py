@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import hypothesis
 import numpy as np
 import pytest
 import soundfile as sf
@@ -20,6 +22,10 @@ from service.runtime import Runtime, load_runtime
 from service.settings import Settings
 
 DATA = Path(__file__).parent / "data"
+
+hypothesis.settings.register_profile("ci", max_examples=100, deadline=None)
+hypothesis.settings.register_profile("fuzz", max_examples=5000, deadline=None)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 API_KEY = "test-key-123"
 
 

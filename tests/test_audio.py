@@ -99,3 +99,16 @@ def test_channel_and_rate_bounds() -> None:
         decode_audio(encode(np.zeros((16_000, 9), dtype=np.float32) + 0.1, 16_000, "WAV"))
     with pytest.raises(AudioError, match="sample rate"):
         decode_audio(encode(speech(1.0)[:2000], 2_000, "WAV"))
+
+
+@pytest.mark.parametrize("value", [1e30, np.inf, np.nan])
+def test_corrupt_sample_values_are_refused(value: float) -> None:
+    samples = speech(1.0)
+    samples[100:200] = value
+    with pytest.raises(AudioError, match="corrupt"):
+        decode_audio(encode(samples, 16_000, "WAV", "FLOAT"))
+
+
+def test_modest_overs_in_float_files_are_accepted() -> None:
+    waveform = decode_audio(encode(speech(1.0) * 6.0, 16_000, "WAV", "FLOAT"))
+    assert float(np.max(np.abs(waveform))) > 1.0
