@@ -34,6 +34,12 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
     parser.add_argument("--min-frame-cosine", type=float, default=0.98, help="fidelity floor vs FP32")
     parser.add_argument("--threads", type=int, default=2, help="threads for verification and timing")
     parser.add_argument("--calibrate-method", choices=("MinMax", "Entropy", "Percentile"), default="MinMax")
+    parser.add_argument(
+        "--convs",
+        choices=("auto", "int8", "float"),
+        default="auto",
+        help="feature-encoder convs: INT8 (fastest), float, or auto = INT8 when it meets the floor",
+    )
     args = parser.parse_args(argv)
     return ExportOptions(
         out=args.out,
@@ -45,6 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
         min_frame_cosine=args.min_frame_cosine,
         threads=args.threads,
         recipe=QuantRecipe(calibrate_method=args.calibrate_method),
+        convs=args.convs,
     )
 
 

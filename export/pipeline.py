@@ -7,7 +7,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,13 @@ class ExportOptions:
     min_frame_cosine: float = 0.98
     threads: int = 2
     recipe: QuantRecipe = field(default_factory=QuantRecipe)
+    convs: str = "auto"  # "int8", "float", or "auto": INT8 feature-encoder convs if faithful enough
+
+
+def candidate_recipes(options: ExportOptions) -> list[QuantRecipe]:
+    """Fastest first: INT8 convs only keep their place when the verification passes."""
+    choices = {"int8": [True], "float": [False], "auto": [True, False]}[options.convs]
+    return [replace(options.recipe, quantize_convs=convs) for convs in choices]
 
 
 @dataclass(frozen=True)
@@ -78,26 +85,33 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
         staging = Path(tmp)
         log("exporting FP32 ONNX (optimum-onnx) and checking it")
         fp32 = export_fp32(model, staging / "fp32.onnx")
-        log(f"quantizing: static {options.recipe.quant_format}, {len(audio.calibration)} calibration windows")
         graph = staging / "model.onnx"
-        excluded = quantize(fp32, graph, audio.calibration, options.recipe)
-        fp32.unlink()
-        encoder = Encoder(create_session(graph, options.threads))
-        log(f"verifying against torch FP32 on {len(audio.verify)} held-out clips")
-        fidelity = compare(model, encoder, audio.verify)
-        if fidelity.frame_cosine_min < options.min_frame_cosine:
+        attempts: list[dict[str, Any]] = []
+        for recipe in candidate_recipes(options):
+            convs = "INT8" if recipe.quantize_convs else "float"
+            log(f"quantizing: static {recipe.quant_format}, convs {convs}, {len(audio.calibration)} windows")
+            excluded = quantize(fp32, graph, audio.calibration, recipe)
+            encoder = Encoder(create_session(graph, options.threads))
+            fidelity = compare(model, encoder, audio.verify)
+            log(f"verified on {len(audio.verify)} held-out clips: cosine min {fidelity.frame_cosine_min:.4f}")
+            attempts.append({"quantize_convs": recipe.quantize_convs, **fidelity.as_dict()})
+            if fidelity.frame_cosine_min >= options.min_frame_cosine:
+                break
+        else:
             raise ExportError(
                 f"per-frame cosine min {fidelity.frame_cosine_min:.4f} is below the floor "
                 f"{options.min_frame_cosine} (--min-frame-cosine); nothing written"
             )
+        fp32.unlink()
         timing = latency_ms(model, encoder, speech_like(5.0, options.seed + 777, natural=True))
         manifest = build_manifest(
             graph,
             source=source.describe(),
             quantization={
-                **options.recipe.as_dict(),
+                **recipe.as_dict(),
                 "excluded_nodes": excluded,
                 "calibration_set": audio.description,
+                "recipe_search": attempts,
             },
             fidelity={**fidelity.as_dict(), "min_frame_cosine_floor": options.min_frame_cosine},
             latency_5s={**timing, "threads": options.threads},

@@ -35,14 +35,18 @@ class QuantRecipe:
     per_channel: bool = True
     reduce_range: bool = False
     calibrate_method: str = "MinMax"
-    op_types_to_quantize: tuple[str, ...] = ("MatMul",)
+    quantize_convs: bool = False
     exclude_first_conv: bool = True
     keep_attention_float: bool = True
     exclude_nodes: tuple[str, ...] = ()
     extra_options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def op_types_to_quantize(self) -> tuple[str, ...]:
+        return ("MatMul", "Conv") if self.quantize_convs else ("MatMul",)
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "op_types_to_quantize": list(self.op_types_to_quantize)}
 
 
 class WindowReader(CalibrationDataReader):  # type: ignore[misc]
@@ -87,16 +91,18 @@ def quantize(
 
 
 def excluded_nodes(graph: onnx.ModelProto, recipe: QuantRecipe) -> list[str]:
-    """Nodes kept in float. The first conv sees the raw waveform's scale. The attention products
-    (scores and context, activation x activation) gain little from INT8 and lose accuracy to a
-    static range."""
+    """Nodes kept in float. The first conv sees the raw waveform's scale and the positional conv
+    is grouped (little to gain). The attention products (scores and context, activation x
+    activation) gain little from INT8 and lose accuracy to a static range."""
     nodes = graph.graph.node
     convs = [node.name for node in nodes if node.op_type == "Conv"]
+    positional = [name for name in convs if "pos_conv" in name]
     attention = [
         node.name for node in nodes if node.op_type == "MatMul" and ATTENTION_PRODUCT.search(node.name)
     ]
     return (
         (convs[:1] if recipe.exclude_first_conv else [])
+        + (positional if recipe.quantize_convs else [])
         + (attention if recipe.keep_attention_float else [])
         + list(recipe.exclude_nodes)
     )
