@@ -16,11 +16,11 @@ COPY scripts scripts
 # CPU-only torch (the default wheel pulls in several GB of CUDA)
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
  && pip install ".[export]"
+RUN scripts/make-dev-corpus /corpus
 # Real pretrained weights only: with no model hub this step fails, and so does the build.
-RUN python -m export --model facebook/wav2vec2-base --out /artifacts
-RUN scripts/make-dev-corpus /tmp/corpus \
- && python -m export.calibrate /tmp/corpus --artifacts /artifacts \
- && python -m export.evaluate /tmp/corpus --artifacts /artifacts --report /artifacts/evaluation.json
+RUN python -m export --model facebook/wav2vec2-base --calibration /corpus --out /artifacts
+RUN python -m export.calibrate /corpus --artifacts /artifacts \
+ && python -m export.evaluate /corpus --artifacts /artifacts --robustness 100
 
 FROM python:3.11-slim AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
