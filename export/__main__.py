@@ -12,8 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from export.pipeline import ExportError, ExportOptions, run_export
+from export.pipeline import ExportError, ExportOptions, SourceUnavailable, run_export
 from export.quantize import QuantRecipe
+
+EXIT_FAILED = 1
+EXIT_NO_MODEL = 3  # the model could not be loaded: scripts/serve falls back to --random-init on this only
 
 
 def parse_args(argv: Sequence[str] | None) -> ExportOptions:
@@ -61,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest = run_export(options)
     except ExportError as exc:
         print(f"export failed: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_NO_MODEL if isinstance(exc, SourceUnavailable) else EXIT_FAILED
     fidelity = manifest["fidelity"]
     print(
         f"wrote {options.out / 'model.onnx'} ({manifest['graph']['bytes'] / 1e6:.1f} MB); "

@@ -8,7 +8,6 @@ out where the corpus has enough of them, and writes --artifacts/votes.json.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from export.corpus import FeatureTable, compute_features, read_labels
+from export.manifest import sha256_of
 from export.metrics import report
 from service.features import FEATURE_NAMES
 from service.model import Encoder, create_session
@@ -106,10 +106,12 @@ def assign_folds(groups: Sequence[str], is_ai: np.ndarray, folds: int, seed: int
 
 
 def cross_validate(table: FeatureTable, folds: int = FOLDS) -> dict[str, Any]:
+    """Out-of-fold predictions for every clip whose fold leaves both classes to learn from."""
     is_ai = table.is_ai
     fold = assign_folds(table.groups, is_ai, folds)
     ai_probability = np.zeros(len(is_ai))
     predicted_ai = np.zeros(len(is_ai), dtype=bool)
+    scored = np.zeros(len(is_ai), dtype=bool)
     for k in range(folds):
         test = fold == k
         if not test.any() or len(set(is_ai[~test])) < 2:
@@ -119,7 +121,9 @@ def cross_validate(table: FeatureTable, folds: int = FOLDS) -> dict[str, Any]:
             verdict = rules.decide(table.row(int(index)))
             ai_probability[index] = verdict.ai_probability
             predicted_ai[index] = verdict.classification == AI
-    return report(is_ai, ai_probability, predicted_ai, table.groups)
+        scored |= test
+    groups = [g for g, keep in zip(table.groups, scored, strict=True) if keep]
+    return report(is_ai[scored], ai_probability[scored], predicted_ai[scored], groups)
 
 
 def corpus_summary(table: FeatureTable) -> dict[str, Any]:
@@ -129,10 +133,6 @@ def corpus_summary(table: FeatureTable) -> dict[str, Any]:
     return {"clips": len(table.clips), "groups": groups}
 
 
-def graph_sha256(artifacts: Path) -> str:
-    return hashlib.sha256((artifacts / "model.onnx").read_bytes()).hexdigest()
-
-
 def calibrate(data_dir: Path, artifacts: Path, threads: int, window_seconds: float) -> VoteRules:
     encoder = Encoder(create_session(artifacts / "model.onnx", threads))
     table = compute_features(read_labels(data_dir), encoder, window_seconds)
@@ -140,7 +140,7 @@ def calibrate(data_dir: Path, artifacts: Path, threads: int, window_seconds: flo
     provenance = {
         "source": "calibrate",
         "corpus": {"dir": str(data_dir), **corpus_summary(table)},
-        "graph_sha256": graph_sha256(artifacts),
+        "graph_sha256": sha256_of(artifacts / "model.onnx"),
         "cross_validated": metrics,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -55,6 +55,12 @@ def read_labels(data_dir: Path) -> list[Clip]:
     return clips
 
 
+def feature_row(encoder: Encoder, waveform: np.ndarray, window_seconds: float) -> list[float]:
+    """The clip's five features in FEATURE_NAMES order, exactly as the service computes them."""
+    features = clip_features(window_features(encoder, waveform, window_seconds))
+    return [features[name] for name in FEATURE_NAMES]
+
+
 def compute_features(
     clips: list[Clip],
     encoder: Encoder,
@@ -66,9 +72,7 @@ def compute_features(
         waveform = decode_audio(clip.path.read_bytes())
         if transform is not None:
             waveform = transform(waveform)
-        rows.append(
-            [clip_features(window_features(encoder, waveform, window_seconds))[n] for n in FEATURE_NAMES]
-        )
+        rows.append(feature_row(encoder, waveform, window_seconds))
         if number % 50 == 0 or number == len(clips):
             print(f"features: {number}/{len(clips)} clips", file=sys.stderr)
     return FeatureTable(tuple(clips), np.array(rows, dtype=np.float64))

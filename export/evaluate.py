@@ -16,54 +16,53 @@ from typing import Any
 
 import numpy as np
 
-from export.corpus import Clip, FeatureTable, compute_features, read_labels
-from export.metrics import reliability, report, roc_curve
+from export.corpus import FeatureTable, compute_features, read_labels
+from export.metrics import report, roc_curve
 from export.robustness import PERTURBATIONS, Perturbation
 from service.model import Encoder, create_session
-from service.verdict import AI, VoteRules
+from service.verdict import AI, Verdict, VoteRules
 
 
-def evaluate(table: FeatureTable, rules: VoteRules) -> dict[str, Any]:
-    verdicts = [rules.decide(table.row(i)) for i in range(len(table.clips))]
-    ai_probability = np.array([v.ai_probability for v in verdicts])
-    predicted_ai = np.array([v.classification == AI for v in verdicts])
-    result = report(table.is_ai, ai_probability, predicted_ai, table.groups)
-    confidence = np.array([v.confidence for v in verdicts])
-    result["reliability"] = reliability(predicted_ai == table.is_ai, confidence)
-    result["votes_calibrated"] = rules.calibrated
-    return result
+def verdicts(table: FeatureTable, rules: VoteRules) -> list[Verdict]:
+    return [rules.decide(table.row(i)) for i in range(len(table.clips))]
+
+
+def evaluate(table: FeatureTable, decided: list[Verdict], rules: VoteRules) -> dict[str, Any]:
+    ai_probability = np.array([v.ai_probability for v in decided])
+    predicted_ai = np.array([v.classification == AI for v in decided])
+    return report(table.is_ai, ai_probability, predicted_ai, table.groups) | {
+        "votes_calibrated": rules.calibrated
+    }
 
 
 def robustness(
-    clips: list[Clip], encoder: Encoder, rules: VoteRules, window_seconds: float, count: int
+    table: FeatureTable,
+    decided: list[Verdict],
+    encoder: Encoder,
+    rules: VoteRules,
+    window_seconds: float,
+    count: int,
 ) -> dict[str, Any]:
     """Share of verdicts that change under each perturbation, on ``count`` clips spread over the corpus."""
-    chosen = clips[:: max(1, len(clips) // count)][:count]
-    baseline = _verdicts(compute_features(chosen, encoder, window_seconds), rules)
+    chosen = list(range(0, len(table.clips), max(1, len(table.clips) // count)))[:count]
+    baseline = np.array([decided[i].classification for i in chosen])
+    clips = [table.clips[i] for i in chosen]
     flips = {}
     for name, perturb in PERTURBATIONS.items():
-        table = compute_features(chosen, encoder, window_seconds, _applied(perturb))
-        flips[name] = float(np.mean(_verdicts(table, rules) != baseline))
+        changed = compute_features(clips, encoder, window_seconds, _as_file(perturb))
+        flips[name] = float(
+            np.mean(np.array([v.classification for v in verdicts(changed, rules)]) != baseline)
+        )
     return {"clips": len(chosen), "verdict_flip_rate": flips}
 
 
-def _applied(perturb: Perturbation) -> Callable[[np.ndarray], np.ndarray]:
-    """The perturbation with a fixed noise seed, peak-limited to full scale as a file would be."""
+def _as_file(perturb: Perturbation) -> Callable[[np.ndarray], np.ndarray]:
+    """The perturbation with a fixed noise seed, clipped to full scale as a 16-bit file would be."""
     rng = np.random.default_rng(0)
-
-    def apply(waveform: np.ndarray) -> np.ndarray:
-        changed = perturb(waveform, rng)
-        peak = float(np.max(np.abs(changed)))
-        return changed / peak if peak > 1.0 else changed
-
-    return apply
+    return lambda waveform: np.clip(perturb(waveform, rng), -1.0, 1.0)
 
 
-def _verdicts(table: FeatureTable, rules: VoteRules) -> np.ndarray:
-    return np.array([rules.decide(table.row(i)).classification for i in range(len(table.clips))])
-
-
-def plot(table: FeatureTable, rules: VoteRules, result: dict[str, Any], out_dir: Path) -> list[Path]:
+def plot(table: FeatureTable, decided: list[Verdict], result: dict[str, Any], out_dir: Path) -> list[Path]:
     try:
         import matplotlib
 
@@ -71,8 +70,7 @@ def plot(table: FeatureTable, rules: VoteRules, result: dict[str, Any], out_dir:
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    scores = np.array([rules.decide(table.row(i)).ai_probability for i in range(len(table.clips))])
-    fpr, tpr = roc_curve(table.is_ai, scores)
+    fpr, tpr = roc_curve(table.is_ai, np.array([v.ai_probability for v in decided]))
     figure, (roc_axes, rel_axes) = plt.subplots(1, 2, figsize=(10, 4.5))
     roc_axes.plot(fpr, tpr, marker="o")
     roc_axes.plot([0, 1], [0, 1], linestyle=":")
@@ -113,14 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rules = VoteRules.load(args.artifacts / "votes.json")
     encoder = Encoder(create_session(args.artifacts / "model.onnx", args.threads))
-    clips = read_labels(args.data_dir)
-    table = compute_features(clips, encoder, args.window_seconds)
-    result = evaluate(table, rules)
+    table = compute_features(read_labels(args.data_dir), encoder, args.window_seconds)
+    decided = verdicts(table, rules)
+    result = evaluate(table, decided, rules)
     if args.robustness:
-        result["robustness"] = robustness(clips, encoder, rules, args.window_seconds, args.robustness)
+        result["robustness"] = robustness(
+            table, decided, encoder, rules, args.window_seconds, args.robustness
+        )
     report_path = args.report or args.artifacts / "evaluation.json"
     report_path.write_text(json.dumps({"data_dir": str(args.data_dir), **result}, indent=2) + "\n")
-    plots = plot(table, rules, result, report_path.parent)
+    plots = plot(table, decided, result, report_path.parent)
     print(
         f"balanced accuracy {result['balanced_accuracy']:.3f}, EER {result['eer']:.3f}, AUC "
         f"{result['roc_auc']:.3f}, ECE {result['ece']:.3f}, tiered score {result['tiered_score']:.3f}; "

@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "numpy")
 
 
@@ -22,9 +20,11 @@ def sha256_of(path: Path) -> str:
 
 
 def graph_interface(path: Path) -> dict[str, Any]:
+    import onnx  # export extra only; calibrate needs nothing here but sha256_of
+
     graph = onnx.load(path, load_external_data=False)
 
-    def shape(value: onnx.ValueInfoProto) -> list[str | int]:
+    def shape(value: Any) -> list[str | int]:
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
     return {
@@ -35,7 +35,7 @@ def graph_interface(path: Path) -> dict[str, Any]:
     }
 
 
-def _op_counts(graph: onnx.ModelProto) -> dict[str, int]:
+def _op_counts(graph: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for node in graph.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1

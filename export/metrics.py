@@ -26,6 +26,7 @@ def report(
         "tiered_score": tiered_score(correct, confidence),
         "confusion": confusion(is_ai, predicted_ai),
         "per_group_accuracy": per_group_accuracy(correct, groups),
+        "reliability": reliability(correct, confidence),
     }
 
 
@@ -64,18 +65,8 @@ def equal_error_rate(is_ai: np.ndarray, score: np.ndarray) -> float:
     return float(fpr[crossing - 1] + w * (fpr[crossing] - fpr[crossing - 1]))
 
 
-def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        members = index == b
-        if members.any():
-            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(error)
-
-
 def reliability(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Mean confidence and accuracy per confidence bin (the reliability diagram)."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
     return [
@@ -87,6 +78,16 @@ def reliability(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> 
         for b in range(bins)
         if (index == b).any()
     ]
+
+
+def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
+    total = len(correct)
+    return float(
+        sum(
+            b["count"] / total * abs(b["accuracy"] - b["confidence"])
+            for b in reliability(correct, confidence, bins)
+        )
+    )
 
 
 def tiered_score(correct: np.ndarray, confidence: np.ndarray) -> float:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 import shutil
 import sys
 import tempfile
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from export.calibrate import fit_votes
+from export.corpus import feature_row
 from export.manifest import build_manifest
 from export.model import ModelLoadError, ModelSource, load_model
 from export.onnx_export import export_fp32
@@ -23,8 +26,7 @@ from export.quantize import QuantRecipe, quantize
 from export.synthetic import labelled_clips, speech_like
 from export.verify import compare, latency_ms
 from service.audio import decode_audio
-from service.detector import clip_features, split_windows, window_features
-from service.features import FEATURE_NAMES
+from service.detector import split_windows
 from service.model import Encoder, create_session
 from service.verdict import VoteRules
 
@@ -37,6 +39,10 @@ TOY_CLIPS = 40
 
 class ExportError(RuntimeError):
     """An export step failed; nothing was written."""
+
+
+class SourceUnavailable(ExportError):
+    """The model itself could not be loaded (no hub, no such model or folder)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
             ModelSource(options.model, options.revision, options.random_init, options.seed)
         )
     except ModelLoadError as exc:
-        raise ExportError(str(exc)) from exc
+        raise SourceUnavailable(str(exc)) from exc
     audio = audio_sets(options)
     options.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=options.out) as tmp:
@@ -133,6 +139,7 @@ def audio_sets(options: ExportOptions) -> AudioSets:
             description={"kind": "synthetic", "note": "built-in speech-like signals, not recordings"},
         )
     files = sorted(p for p in options.calibration.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    random.Random(options.seed).shuffle(files)  # every voice and speaker, not the first folder's
     verify_files, calibration_files = (
         files[::VERIFY_EVERY],
         [f for i, f in enumerate(files) if i % VERIFY_EVERY],
@@ -141,7 +148,8 @@ def audio_sets(options: ExportOptions) -> AudioSets:
         raise ExportError(
             f"--calibration {options.calibration} needs at least 2 audio files ({sorted(AUDIO_SUFFIXES)})"
         )
-    windows = [w for f in calibration_files for w in _windows(_decode(f))][:CALIBRATION_WINDOWS]
+    decoded = (w for f in calibration_files for w in _windows(_decode(f)))
+    windows = list(itertools.islice(decoded, CALIBRATION_WINDOWS))
     return AudioSets(
         calibration=windows,
         verify=[_decode(f) for f in verify_files[:8]],
@@ -165,9 +173,7 @@ def _windows(waveform: np.ndarray) -> list[np.ndarray]:
 
 def provisional_votes(encoder: Encoder, graph_sha256: str, seed: int) -> VoteRules:
     clips = labelled_clips(TOY_CLIPS, 3.0, seed=seed * 1000 + 900)
-    values = np.array(
-        [[clip_features(window_features(encoder, clip, 10.0))[n] for n in FEATURE_NAMES] for clip, _ in clips]
-    )
+    values = np.array([feature_row(encoder, clip, 10.0) for clip, _ in clips])
     is_ai = np.array([not natural for _, natural in clips])
     provenance = {
         "source": "export",

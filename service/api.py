@@ -6,28 +6,26 @@ import hmac
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from service.contract import error_body, openapi_schema, parse_request, success_body
-from service.errors import ClientError
+from service.errors import ClientError, ServiceUnavailable
 from service.runtime import Runtime
 
 RETRY_AFTER_SECONDS = "5"
-
-
-class Unavailable(ClientError):
-    status_code = 503
 
 
 async def detect_voice(request: Request) -> Response:
     runtime = _ready_runtime(request)
     _check_api_key(request, runtime.settings.api_key)
     _check_content_type(request)
-    body = await read_body(request, runtime.settings.max_body_bytes)
-    parsed = parse_request(body, runtime.settings.languages)
-    async with runtime.limiter.slot():
-        detection = await run_in_threadpool(runtime.analyse, parsed.audio)
+    async with runtime.limiter.admit():
+        body = await read_body(request, runtime.settings.max_body_bytes)
+        parsed = await run_in_threadpool(parse_request, body, runtime.settings.languages)
+        del body
+        async with runtime.limiter.slot():
+            detection = await run_in_threadpool(runtime.analyse, parsed.audio)
     return JSONResponse(success_body(parsed.language, detection))
 
 
@@ -52,13 +50,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body, size = bytearray(), 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            body += chunk
+    except ClientDisconnect:
+        raise ClientError("the client disconnected before the body was complete") from None
+    return bytes(body)
 
 
 def _too_large(limit: int) -> ClientError:
@@ -68,7 +69,7 @@ def _too_large(limit: int) -> ClientError:
 def _ready_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.state.runtime
     if not runtime.ready:
-        raise Unavailable("the service is not ready; retry shortly")
+        raise ServiceUnavailable("the service is not ready; retry shortly")
     return runtime
 
 
@@ -93,7 +94,3 @@ async def client_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
-
-
-async def server_error(request: Request, exc: Exception) -> Response:
-    return JSONResponse(error_body("internal error; the request was not processed"), status_code=500)

@@ -55,7 +55,6 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
         exception_handlers={
             ClientError: api.client_error,
             HTTPException: api.http_error,
-            Exception: api.server_error,
         },
         lifespan=lifespan,
     )

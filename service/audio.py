@@ -59,7 +59,9 @@ def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> np.ndarray:
     max_samples = int((limits.max_seconds + 1.0) * SAMPLE_RATE)
     chunks: list[np.ndarray] = []
     total = 0
-    for block in stream.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+    # read() rather than blocks(): blocks() trusts the header's frame count and pads a truncated
+    # stream with whatever its buffer held.
+    while len(block := stream.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)):
         if not np.all(np.abs(block) <= limits.corrupt_peak):  # also catches NaN
             raise AudioError("audio is corrupt: it decodes to samples far beyond full scale")
         chunk = resampler.resample_chunk(block.mean(axis=1))

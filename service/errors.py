@@ -17,3 +17,9 @@ class ClientError(Exception):
 
 class AudioError(ClientError):
     """Audio that cannot be decoded or analysed."""
+
+
+class ServiceUnavailable(ClientError):
+    """Not ready, or too busy: the caller should retry (sent with Retry-After)."""
+
+    status_code = 503

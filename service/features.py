@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from service.audio import SAMPLE_RATE
+
 FEATURE_NAMES = (
     "audio_energy",
     "audio_variance",
@@ -26,7 +28,6 @@ FEATURE_NAMES = (
     "hidden_state_variance",
 )
 
-SAMPLE_RATE = 16_000
 HOP = 160  # 10 ms
 FRAME = 400  # 25 ms, for spectra and crossings
 PITCH_FRAME = 640  # 40 ms: two periods of a 50 Hz voice

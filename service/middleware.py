@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+import traceback
 import uuid
+from pathlib import Path
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.contract import error_body
 from service.metrics import Metrics
 
 access_log = logging.getLogger("voicecheck.access")
+error_log = logging.getLogger("voicecheck.error")
+INTERNAL_ERROR = JSONResponse(error_body("internal error; the request was not processed"), status_code=500)
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -35,11 +41,12 @@ class ObservabilityMiddleware:
         request_id = uuid.uuid4().hex[:16]
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 headers = list(message.get("headers", []))
                 headers += [*SECURITY_HEADERS, (b"x-request-id", request_id.encode())]
                 message["headers"] = headers
@@ -48,6 +55,19 @@ class ObservabilityMiddleware:
         self.metrics.in_flight += 1
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # a bug: answer in the contract's shape, log where, never what
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            error_log.error(
+                json.dumps(
+                    {
+                        "request_id": request_id,
+                        "error": type(exc).__name__,
+                        "at": f"{Path(where.filename).name}:{where.lineno}",
+                    }
+                )
+            )
+            if not response_started:
+                await INTERNAL_ERROR(scope, receive, send_with_headers)
         finally:
             self.metrics.in_flight -= 1
             seconds = time.perf_counter() - started

@@ -36,15 +36,17 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        key = env.get("API_KEY", "")
-        if not key.strip():
+        key = env.get("API_KEY", "").strip()
+        if not key.isascii() or not key.isprintable():
+            raise SettingsError("API_KEY must be printable ASCII (it travels in an HTTP header)")
+        if not key:
             raise SettingsError(
                 "API_KEY is not set: the service needs a secret key that clients send in the "
                 "x-api-key header (for example: export API_KEY=$(python -c 'import secrets; "
                 "print(secrets.token_urlsafe(24))'))"
             )
         defaults = cls(api_key=key)
-        return cls(
+        settings = cls(
             api_key=key,
             artifacts_dir=Path(env.get("ARTIFACTS_DIR", str(defaults.artifacts_dir))),
             host=env.get("HOST", defaults.host),
@@ -63,6 +65,9 @@ class Settings:
             cors_origins=_names(env, "CORS_ORIGINS", ()),
             log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),
         )
+        if settings.min_audio_seconds >= settings.max_audio_seconds:
+            raise SettingsError("MIN_AUDIO_SECONDS must be below MAX_AUDIO_SECONDS")
+        return settings
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

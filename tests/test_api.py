@@ -160,6 +160,30 @@ def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:
     assert_error(response.status_code, response.json(), 400, "JSON")
 
 
+def test_huge_json_numbers_are_400_not_500(client: TestClient) -> None:
+    raw = '{"language": "English", "audioFormat": "mp3", "audioBase64": "AAAA", "x": ' + "1" * 5000 + "}"
+    response = client.post(
+        "/api/voice-detection",
+        content=raw,
+        headers={"x-api-key": API_KEY, "content-type": "application/json"},
+    )
+    assert_error(response.status_code, response.json(), 400, "JSON")
+
+
+def test_line_wrapped_and_data_uri_base64_are_accepted(client: TestClient) -> None:
+    encoded = base64.encodebytes(SAMPLE).decode()  # 76-column lines
+    body = {"language": "English", "audioFormat": "mp3", "audioBase64": "data:audio/mpeg;base64," + encoded}
+    status, answer = post(client, body)
+    assert status == 200
+    assert_success(answer)
+
+
+def test_non_ascii_base64_is_400(client: TestClient) -> None:
+    assert_error(
+        *post(client, {"language": "English", "audioFormat": "mp3", "audioBase64": "ÀÁÂ"}), 400, "base64"
+    )
+
+
 def test_wrong_content_type_is_415(client: TestClient) -> None:
     response = client.post(
         "/api/voice-detection",
@@ -243,9 +267,11 @@ def test_internal_error_is_500_without_internals(settings: Settings) -> None:
             raise RuntimeError("secret path /opt/internal/thing")
 
         runtime.analyse = broken  # type: ignore[method-assign]
-        status, body = post(client, payload(SAMPLE))
-        assert_error(status, body, 500, "internal error")
-        assert "secret" not in json.dumps(body)
+        response = client.post("/api/voice-detection", json=payload(SAMPLE), headers={"x-api-key": API_KEY})
+        assert_error(response.status_code, response.json(), 500, "internal error")
+        assert "secret" not in response.text
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert len(response.headers["x-request-id"]) == 16
 
 
 def test_unknown_route_and_method_use_the_error_shape(client: TestClient) -> None:
