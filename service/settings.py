@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 DEFAULT_LANGUAGES = ("Tamil", "English", "Hindi", "Malayalam", "Telugu")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -71,26 +73,23 @@ class Settings:
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number ({low}-{high})") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is out of range ({low}-{high})")
-    return value
+    return _number(env, name, default, low, high, int, "a whole number")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    return _number(env, name, default, low, high, float, "a number")
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: N, low: N, high: N, parse: Callable[[str], N], kind: str
+) -> N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number ({low:g}-{high:g})") from None
+        raise SettingsError(f"{name}={raw!r} is not {kind} ({low:g}-{high:g})") from None
     if not low <= value <= high:
         raise SettingsError(f"{name}={value:g} is out of range ({low:g}-{high:g})")
     return value

@@ -150,18 +150,13 @@ def test_unusable_audio_is_400(client: TestClient, audio: bytes, words: str) -> 
     assert_error(*post(client, payload(audio)), 400, words)
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00garbage", b"", b"[" * 100_000])
+HUGE_NUMBER = (
+    b'{"language": "English", "audioFormat": "mp3", "audioBase64": "AAAA", "x": ' + b"1" * 5000 + b"}"
+)
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00garbage", b"", b"[" * 100_000, HUGE_NUMBER])
 def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:
-    response = client.post(
-        "/api/voice-detection",
-        content=raw,
-        headers={"x-api-key": API_KEY, "content-type": "application/json"},
-    )
-    assert_error(response.status_code, response.json(), 400, "JSON")
-
-
-def test_huge_json_numbers_are_400_not_500(client: TestClient) -> None:
-    raw = '{"language": "English", "audioFormat": "mp3", "audioBase64": "AAAA", "x": ' + "1" * 5000 + "}"
     response = client.post(
         "/api/voice-detection",
         content=raw,
