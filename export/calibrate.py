@@ -21,6 +21,7 @@ from export.manifest import sha256_of
 from export.metrics import report
 from service.features import FEATURE_NAMES
 from service.model import Encoder, create_session
+from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import AI, VoteRule, VoteRules
 
 FOLDS = 5
@@ -141,6 +142,7 @@ def calibrate(data_dir: Path, artifacts: Path, threads: int, window_seconds: flo
         "source": "calibrate",
         "corpus": {"dir": str(data_dir), **corpus_summary(table)},
         "graph_sha256": sha256_of(artifacts / "model.onnx"),
+        "window_seconds": window_seconds,
         "cross_validated": metrics,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -152,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("data_dir", type=Path, help="folder with labels.csv and the audio it lists")
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with model.onnx")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--window-seconds", type=float, default=10.0)
+    parser.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
     args = parser.parse_args(argv)
     rules = calibrate(args.data_dir, args.artifacts, args.threads, args.window_seconds)
     rules.save(args.artifacts / "votes.json")

@@ -20,6 +20,7 @@ from export.corpus import FeatureTable, compute_features, read_labels
 from export.metrics import report, roc_curve
 from export.robustness import PERTURBATIONS, Perturbation
 from service.model import Encoder, create_session
+from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import AI, Verdict, VoteRules
 
 
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--report", type=Path, default=None, help="JSON report path (default: ARTIFACTS/evaluation.json)"
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--window-seconds", type=float, default=10.0)
+    parser.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
     parser.add_argument(
         "--robustness",
         type=int,

@@ -28,6 +28,7 @@ from export.verify import compare, latency_ms
 from service.audio import decode_audio
 from service.detector import split_windows
 from service.model import Encoder, create_session
+from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import VoteRules
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus"}
@@ -173,7 +174,7 @@ def _windows(waveform: np.ndarray) -> list[np.ndarray]:
 
 def provisional_votes(encoder: Encoder, graph_sha256: str, seed: int) -> VoteRules:
     clips = labelled_clips(TOY_CLIPS, 3.0, seed=seed * 1000 + 900)
-    values = np.array([feature_row(encoder, clip, 10.0) for clip, _ in clips])
+    values = np.array([feature_row(encoder, clip, DEFAULT_WINDOW_SECONDS) for clip, _ in clips])
     is_ai = np.array([not natural for _, natural in clips])
     provenance = {
         "source": "export",

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from service.settings import DEFAULT_WINDOW_SECONDS
 from tests.conftest import API_KEY, encode, payload, speech
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +77,7 @@ def test_sigterm_finishes_the_request_in_flight(tiny_artifacts: Path) -> None:
         response = result["response"]
         assert response.status_code == 200
         assert response.json()["status"] == "success"
-        assert len(response.json()["segments"]) == 30
+        assert len(response.json()["segments"]) == 300 / DEFAULT_WINDOW_SECONDS
         _, log = server.communicate(timeout=30)
         # uvicorn re-raises the signal once it has shut down, as process managers expect
         assert server.returncode in (0, -signal.SIGTERM)
