@@ -149,7 +149,12 @@ def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
                             "description": "case-insensitive",
                         },
                         "audioFormat": {"type": "string", "enum": list(AUDIO_FORMATS)},
-                        "audioBase64": {"type": "string", "format": "byte"},
+                        "audioBase64": {
+                            "type": "string",
+                            "format": "byte",
+                            "minLength": 4,
+                            "description": "base64 of an MP3, WAV, FLAC or OGG file; anything else is a 400",
+                        },
                     },
                 },
                 "Detection": {
