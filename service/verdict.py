@@ -72,7 +72,7 @@ class Verdict:
             key=lambda v: -v.strength,
         )
         kind = "AI-generated" if self.classification == AI else "human"
-        led = ", ".join(_describe(v) for v in winners[:2])
+        led = " and ".join(_describe(v) for v in winners[:2])
         dissent = [_READABLE[v.name] for v in self.votes if v.supports != self.classification]
         tail = f"; {' and '.join(dissent)} disagreed" if dissent else ""
         return f"{len(winners)} of {len(self.votes)} signals point to {kind} speech, led by {led}{tail}."
