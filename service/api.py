@@ -19,6 +19,7 @@ RETRY_AFTER_SECONDS = "5"
 async def detect_voice(request: Request) -> Response:
     runtime = _ready_runtime(request)
     _check_api_key(request, runtime.settings.api_key)
+    runtime.rate_limit.take(runtime.settings.api_key)
     _check_content_type(request)
     async with runtime.limiter.admit():
         body = await read_body(request, runtime.settings.max_body_bytes)
@@ -87,7 +88,7 @@ def _check_content_type(request: Request) -> None:
 
 async def client_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ClientError)
-    headers = {"retry-after": RETRY_AFTER_SECONDS} if exc.status_code == 503 else None
+    headers = {"retry-after": RETRY_AFTER_SECONDS} if exc.status_code in (429, 503) else None
     return JSONResponse(error_body(exc.message), status_code=exc.status_code, headers=headers)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 
-from service.errors import ServiceUnavailable
+from service.errors import ClientError, ServiceUnavailable
 
 BUSY = "the service is busy; retry in a few seconds"
 
@@ -45,3 +46,24 @@ class InferenceLimiter:
             yield
         finally:
             self._slots.release()
+
+
+class RateLimit:
+    """A token bucket per API key: ``per_minute`` requests a minute, refilled smoothly; 0 = off."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> None:
+        if not self.per_minute:
+            return
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - last) * self.per_minute / 60.0)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            raise ClientError(
+                f"rate limit of {self.per_minute} requests a minute reached; retry shortly", 429
+            )
+        self._buckets[key] = (tokens - 1.0, now)

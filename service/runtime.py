@@ -11,7 +11,7 @@ import numpy as np
 
 from service.audio import AudioLimits, decode_audio
 from service.detector import Detection, detect
-from service.limiter import InferenceLimiter
+from service.limiter import InferenceLimiter, RateLimit
 from service.metrics import Metrics
 from service.model import Encoder, create_session
 from service.settings import Settings
@@ -30,6 +30,7 @@ class Runtime:
     manifest: dict[str, Any]
     metrics: Metrics
     limiter: InferenceLimiter
+    rate_limit: RateLimit
     limits: AudioLimits = field(default_factory=AudioLimits)
     ready: bool = True
 
@@ -87,4 +88,5 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     encoder(np.zeros(16_000, dtype=np.float32))  # first run allocates; do it before traffic
     limits = AudioLimits(max_seconds=settings.max_audio_seconds, min_seconds=settings.min_audio_seconds)
     limiter = InferenceLimiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout_seconds)
-    return Runtime(settings, encoder, rules, manifest, metrics, limiter, limits)
+    rate_limit = RateLimit(settings.rate_limit_per_minute)
+    return Runtime(settings, encoder, rules, manifest, metrics, limiter, rate_limit, limits)

@@ -36,6 +36,7 @@ class Settings:
     queue_timeout_seconds: float = 20.0
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     cors_origins: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 0
     log_level: str = "info"
 
     @classmethod
@@ -68,6 +69,7 @@ class Settings:
             ),
             languages=_names(env, "LANGUAGES", defaults.languages),
             cors_origins=_names(env, "CORS_ORIGINS", ()),
+            rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 0, 0, 100_000),
             log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),
         )
         if settings.min_audio_seconds >= settings.max_audio_seconds:

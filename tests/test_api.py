@@ -249,6 +249,16 @@ def test_overload_response_carries_retry_after(settings: Settings) -> None:
         assert response.headers["retry-after"].isdigit()
 
 
+def test_rate_limit_is_429_with_retry_after(settings: Settings) -> None:
+    with make_client(settings, rate_limit_per_minute=2) as limited:
+        assert post(limited, payload(SAMPLE))[0] == 200
+        assert post(limited, payload(SAMPLE))[0] == 200
+        response = limited.post("/api/voice-detection", json=payload(SAMPLE), headers={"x-api-key": API_KEY})
+        assert_error(response.status_code, response.json(), 429, "2 requests a minute")
+        assert response.headers["retry-after"].isdigit()
+        assert post(limited, payload(SAMPLE), key="wrong")[0] == 401  # the key is checked first
+
+
 def test_not_ready_is_503(settings: Settings) -> None:
     with serving(settings) as (client, runtime):
         runtime.ready = False
