@@ -15,7 +15,6 @@ from export.model import torch_hidden_states
 from service.features import normalize_waveform
 from service.model import Encoder
 
-LATENCY_SECONDS = 5.0
 LATENCY_REPEATS = 5
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -27,7 +28,7 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
-        runtime = load(settings, metrics)
+        runtime = await run_in_threadpool(load, settings, metrics)
         log.info(
             "model loaded from %s (votes calibrated: %s)", settings.artifacts_dir, runtime.rules.calibrated
         )
