@@ -2,7 +2,7 @@
 # Two stages: "export" turns the pretrained wav2vec2-base into the static INT8 graph and calibrates
 # its votes (torch lives only here); "runtime" serves it with onnxruntime, no torch.
 
-FROM python:3.11-slim AS export
+FROM python:3.11-slim-bookworm AS export
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends espeak-ng flite lame sox ffmpeg \
@@ -22,7 +22,7 @@ RUN python -m export --model facebook/wav2vec2-base --calibration /corpus --out 
 RUN python -m export.calibrate /corpus --artifacts /artifacts \
  && python -m export.evaluate /corpus --artifacts /artifacts --robustness 100
 
-FROM python:3.11-slim AS runtime
+FROM python:3.11-slim-bookworm AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 PORT=8000 ARTIFACTS_DIR=/app/artifacts THREADS=1
 WORKDIR /app
