@@ -32,6 +32,13 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
         log.info(
             "model loaded from %s (votes calibrated: %s)", settings.artifacts_dir, runtime.rules.calibrated
         )
+        learned_with = runtime.rules.provenance.get("window_seconds")
+        if learned_with not in (None, settings.window_seconds):
+            log.warning(
+                "votes were calibrated with %s s windows but WINDOW_SECONDS is %s: recalibrate or match it",
+                learned_with,
+                settings.window_seconds,
+            )
         yield {"runtime": runtime}
         runtime.ready = False
 

@@ -58,7 +58,9 @@ class Runtime:
                 "created": self.rules.provenance.get("created"),
                 "warning": self.rules.provenance.get("warning"),
                 "cross_validated": _headline(self.rules.provenance.get("cross_validated")),
+                "window_seconds": self.rules.provenance.get("window_seconds"),
             },
+            "window_seconds": self.settings.window_seconds,
         }
 
 

@@ -100,6 +100,7 @@ def test_service_serves_calibrated_votes(calibrated: Path, settings: Settings) -
         health = client.get("/health").json()
     assert health["votes"]["calibrated"] is True
     assert health["votes"]["cross_validated"]["clips"] == 30
+    assert health["votes"]["window_seconds"] == health["window_seconds"] == settings.window_seconds
 
 
 def test_evaluate_reports_every_metric(calibrated: Path, toy_corpus: Path, tmp_path: Path) -> None:
@@ -201,3 +202,12 @@ def test_metrics_on_known_cases() -> None:
     assert tiered_score(correct, np.array([0.9, 0.7, 0.45, 0.99])) == pytest.approx((1 + 0.75 + 0.5 + 0) / 4)
     assert expected_calibration_error(np.array([True, False]), np.array([0.5, 0.5])) == pytest.approx(0.0)
     assert expected_calibration_error(np.array([True, True]), np.array([0.6, 0.6])) == pytest.approx(0.4)
+
+
+def test_serving_with_another_window_than_calibrated_warns(
+    calibrated: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="voicecheck")
+    with make_client(settings, artifacts_dir=calibrated, window_seconds=settings.window_seconds * 2):
+        pass
+    assert "recalibrate or match it" in caplog.text
