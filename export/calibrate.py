@@ -81,12 +81,9 @@ def fit_votes(
 
 
 def count_ai_votes(rules: VoteRules, values: np.ndarray) -> np.ndarray:
-    return np.array(
-        [
-            sum(rule.supports(row[FEATURE_NAMES.index(rule.feature)]) == AI for rule in rules.rules)
-            for row in values
-        ]
-    )
+    """AI votes per row, cast by the service's own rule (VoteRules.decide)."""
+    rows = (dict(zip(FEATURE_NAMES, row.tolist(), strict=True)) for row in values)
+    return np.array([sum(vote.supports == AI for vote in rules.decide(row).votes) for row in rows])
 
 
 def assign_folds(groups: Sequence[str], is_ai: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
