@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from export.pipeline import ExportError, ExportOptions, SourceUnavailable, run_export
-from export.quantize import QuantRecipe
+from export.quantize import CONV_CHOICES, QuantRecipe
 
 EXIT_FAILED = 1
 EXIT_NO_MODEL = 3  # the model could not be loaded: scripts/serve falls back to --random-init on this only
@@ -39,9 +39,10 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
     parser.add_argument("--calibrate-method", choices=("MinMax", "Entropy", "Percentile"), default="MinMax")
     parser.add_argument(
         "--convs",
-        choices=("auto", "int8", "float"),
+        choices=("auto", *CONV_CHOICES),
         default="auto",
-        help="feature-encoder convs: INT8 (fastest), float, or auto = INT8 when it meets the floor",
+        help="convs: INT8 (fastest), INT8 weights with float arithmetic, float; "
+        "auto = the first that meets the fidelity floor",
     )
     args = parser.parse_args(argv)
     return ExportOptions(

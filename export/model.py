@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import socket
+from copy import deepcopy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import torch
@@ -23,6 +24,7 @@ TINY_CONFIG: dict[str, Any] = {
     "num_conv_pos_embedding_groups": 4,
 }
 HUB_PROBE_SECONDS = 5.0
+CHUNKED_LAYERS = 3
 RANDOM_CONFIGS: dict[str, dict[str, Any]] = {"base": {}, "tiny": TINY_CONFIG}
 
 
@@ -96,6 +98,97 @@ def strip_weight_norm(model: Wav2Vec2Model) -> None:
     conv = model.encoder.pos_conv_embed.conv
     if parametrize.is_parametrized(conv):
         parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
+
+
+class FoldedFirstLayers(torch.nn.Module):
+    """wav2vec2-base's first conv layers, same maths, far less peak memory.
+
+    The first layer (conv -> GroupNorm with one group per channel -> GELU) makes the graph's
+    largest activation, 512 channels x 50 frames per 1/10 s, and the norm, global over time, kept
+    two copies of it alive. The norm's per-channel mean and variance follow from the conv weights
+    and the covariance of the waveform's 10-sample frames, so they fold into per-clip conv weights.
+    What is left is local in time: the first layer and the ``following`` ones run on ``chunks``
+    overlapping slices of the clip, and only the last one's (four times smaller) outputs are
+    joined."""
+
+    weight: torch.Tensor
+    gamma: torch.Tensor
+    beta: torch.Tensor
+    framer: torch.Tensor
+
+    def __init__(
+        self,
+        first: tuple[torch.nn.Conv1d, torch.nn.GroupNorm, torch.nn.Module],
+        following: list[tuple[torch.nn.Conv1d, torch.nn.Module]],
+        chunks: int = 4,
+    ) -> None:
+        super().__init__()
+        conv, norm, self.activation = first
+        self.following = torch.nn.ModuleList(torch.nn.Sequential(*layer) for layer in following)
+        self.stride = conv.stride[0]
+        self.eps = norm.eps
+        self.chunks = chunks
+        # frames of the first layer that one output of the following layers sees, and its step
+        self.field, self.step = 1, 1
+        for following_conv, _ in following:
+            self.field += (following_conv.kernel_size[0] - 1) * self.step
+            self.step *= following_conv.stride[0]
+        self.register_buffer("weight", conv.weight.detach().squeeze(1).clone())  # channels x kernel
+        self.register_buffer("gamma", norm.weight.detach().clone())
+        self.register_buffer("beta", norm.bias.detach().clone())
+        self.register_buffer("framer", torch.eye(conv.kernel_size[0]).unsqueeze(1))
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        frames = torch.nn.functional.conv1d(waveform, self.framer, stride=self.stride)  # B x K x T
+        frames = torch.cat([frames, torch.ones_like(frames[:, :1])], 1)  # a ones row adds the shift
+        weights = self.normalized_weights(frames)
+        steps = (frames.shape[-1] - self.field) // self.step + 1
+        outputs = []
+        for chunk in range(self.chunks):
+            start, stop = steps * chunk // self.chunks, steps * (chunk + 1) // self.chunks
+            hidden = self.activation(
+                weights @ frames[..., self.step * start : self.step * (stop - 1) + self.field]
+            )
+            for layer in self.following:
+                hidden = layer(hidden)
+            outputs.append(hidden)
+        return torch.cat(outputs, -1)
+
+    def normalized_weights(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per clip: the conv weights scaled by gamma / std and the shift beta - scale * mean."""
+        samples, ones = frames[:, :-1], frames[:, -1:]
+        mean = samples.mean(-1, keepdim=True)
+        centred = samples - mean
+        covariance = centred @ centred.transpose(1, 2) / ones.sum(-1, keepdim=True)
+        variance = ((self.weight @ covariance) * self.weight).sum(-1)  # B x C
+        scale = self.gamma * torch.rsqrt(variance + self.eps)
+        shift = self.beta - scale * (self.weight @ mean).squeeze(-1)
+        return torch.cat([scale.unsqueeze(-1) * self.weight, shift.unsqueeze(-1)], -1)
+
+
+def for_export(model: Wav2Vec2Model) -> Wav2Vec2Model:
+    """A copy to export, with the first layers folded; ``model`` stays the reference to verify
+    against."""
+    copy = deepcopy(model)
+    fold_first_layers(copy)
+    return copy
+
+
+def fold_first_layers(model: Wav2Vec2Model) -> None:
+    """Swap in FoldedFirstLayers where the first layer has a per-channel GroupNorm (base models).
+    Three layers are chunked: the last joined output is 4x smaller than the first layer's, and
+    the shortest input wav2vec2 takes (400 samples) still gives every chunk an output."""
+    layers = model.feature_extractor.conv_layers
+    norm = getattr(layers[0], "layer_norm", None)
+    if not (isinstance(norm, torch.nn.GroupNorm) and norm.num_groups == norm.num_channels):
+        return
+    convs = [cast(torch.nn.Conv1d, layer.conv) for layer in layers[:CHUNKED_LAYERS]]
+    activations = [cast(torch.nn.Module, layer.activation) for layer in layers[:CHUNKED_LAYERS]]
+    layers[0] = FoldedFirstLayers(
+        (convs[0], norm, activations[0]), list(zip(convs[1:], activations[1:], strict=True))
+    )
+    for index in range(1, CHUNKED_LAYERS):
+        layers[index] = torch.nn.Identity()
 
 
 def torch_hidden_states(model: Wav2Vec2Model, batch: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,9 @@ import torch
 from export.calibrate import fit_votes
 from export.corpus import feature_row
 from export.manifest import build_manifest
-from export.model import ModelLoadError, ModelSource, load_model
+from export.model import ModelLoadError, ModelSource, for_export, load_model
 from export.onnx_export import export_fp32
-from export.quantize import QuantRecipe, quantize
+from export.quantize import CONV_CHOICES, QuantRecipe, quantize
 from export.synthetic import labelled_clips, speech_like
 from export.verify import compare, latency_ms
 from service.audio import decode_audio
@@ -57,13 +57,13 @@ class ExportOptions:
     min_frame_cosine: float = 0.98
     threads: int = 2
     recipe: QuantRecipe = field(default_factory=QuantRecipe)
-    convs: str = "auto"  # "int8", "float", or "auto": INT8 feature-encoder convs if faithful enough
+    convs: str = "auto"  # one of CONV_CHOICES, or "auto": the first of them faithful enough
 
 
 def candidate_recipes(options: ExportOptions) -> list[QuantRecipe]:
-    """Fastest first: INT8 convs only keep their place when the verification passes."""
-    choices = {"int8": [True], "float": [False], "auto": [True, False]}[options.convs]
-    return [replace(options.recipe, quantize_convs=convs) for convs in choices]
+    """Each choice only keeps its place when the verification passes."""
+    choices = CONV_CHOICES if options.convs == "auto" else (options.convs,)
+    return [replace(options.recipe, convs=convs) for convs in choices]
 
 
 @dataclass(frozen=True)
@@ -91,17 +91,19 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=options.out) as tmp:
         staging = Path(tmp)
         log("exporting FP32 ONNX (optimum-onnx) and checking it")
-        fp32 = export_fp32(model, staging / "fp32.onnx")
+        fp32 = export_fp32(for_export(model), staging / "fp32.onnx")
         graph = staging / "model.onnx"
         attempts: list[dict[str, Any]] = []
         for recipe in candidate_recipes(options):
-            convs = "INT8" if recipe.quantize_convs else "float"
-            log(f"quantizing: static {recipe.quant_format}, convs {convs}, {len(audio.calibration)} windows")
+            log(
+                f"quantizing: static {recipe.quant_format}, convs {recipe.convs}, "
+                f"{len(audio.calibration)} windows"
+            )
             excluded = quantize(fp32, graph, audio.calibration, recipe)
             encoder = Encoder(create_session(graph, options.threads))
             fidelity = compare(model, encoder, audio.verify)
             log(f"verified on {len(audio.verify)} held-out clips: cosine min {fidelity.frame_cosine_min:.4f}")
-            attempts.append({"quantize_convs": recipe.quantize_convs, **fidelity.as_dict()})
+            attempts.append({"convs": recipe.convs, **fidelity.as_dict()})
             if fidelity.frame_cosine_min >= options.min_frame_cosine:
                 break
         else:

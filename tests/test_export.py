@@ -45,8 +45,8 @@ def test_manifest_records_source_recipe_fidelity_and_versions(tiny_artifacts: Pa
         assert key in recipe
     assert recipe["calibration_set"]["kind"] == "synthetic"
     search = recipe["recipe_search"]
-    assert search[0]["quantize_convs"] is True  # the fastest candidate is always tried first
-    assert search[-1]["quantize_convs"] is recipe["quantize_convs"]
+    assert search[0]["convs"] == "int8"  # the fastest candidate is always tried first
+    assert search[-1]["convs"] == recipe["convs"]
     assert search[-1]["frame_cosine_min"] >= 0.98
     assert all(attempt["frame_cosine_min"] < 0.98 for attempt in search[:-1])
     fidelity = manifest["fidelity"]
@@ -76,7 +76,7 @@ def test_fidelity_floor_rejects_and_writes_nothing(tmp_path: Path) -> None:
 
 def test_float_convs_skip_the_search(tmp_path: Path) -> None:
     manifest = run_export(ExportOptions(out=tmp_path, random_init="tiny", threads=1, convs="float"))
-    assert [a["quantize_convs"] for a in manifest["quantization"]["recipe_search"]] == [False]
+    assert [a["convs"] for a in manifest["quantization"]["recipe_search"]] == ["float"]
     assert "Conv" not in manifest["quantization"]["op_types_to_quantize"]
 
 
