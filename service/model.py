@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +12,15 @@ from service.features import normalize_waveform
 
 
 def create_session(path: Path, threads: int) -> ort.InferenceSession:
-    """A CPU session tuned for low memory on a small box: no arena (memory goes back after each
-    request), no memory-pattern planning (shapes change with every clip), no spinning threads."""
+    """A CPU session tuned for low memory on a small box: activations come from onnxruntime's
+    arena, which Encoder shrinks after every run (see shrinking_run_options); no memory-pattern
+    planning (shapes change with every clip); no spinning threads."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = True
     options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Pre-packed weight copies cost ~60 MB of RSS here and bought no measurable speed.
@@ -27,11 +28,22 @@ def create_session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def shrinking_run_options() -> ort.RunOptions:
+    """Give the arena's free memory back at the end of each run. Measured on the base graph, 30
+    runs of 2-5 s: peak RSS 242 MB without the arena (glibc's heap fragments), 201 MB with the
+    arena and this, 198 MB with the arena kept whole (RSS then stays at the peak); 178, 140 and
+    129 ms per run."""
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
 @dataclass(frozen=True)
 class Encoder:
     """wav2vec2 as a function from a 16 kHz waveform to its last hidden state (frames x dims)."""
 
     session: ort.InferenceSession
+    run_options: ort.RunOptions = field(default_factory=shrinking_run_options)
 
     @property
     def input_name(self) -> str:
@@ -43,5 +55,5 @@ class Encoder:
 
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
         batch = normalize_waveform(waveform)[np.newaxis, :]
-        (hidden,) = self.session.run([self.output_name], {self.input_name: batch})
+        (hidden,) = self.session.run([self.output_name], {self.input_name: batch}, self.run_options)
         return np.asarray(hidden[0])

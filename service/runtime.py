@@ -12,6 +12,7 @@ import numpy as np
 from service.audio import AudioLimits, decode_audio
 from service.detector import Detection, detect
 from service.limiter import InferenceLimiter, RateLimit
+from service.malloc import release_free_memory
 from service.metrics import Metrics
 from service.model import Encoder, create_session
 from service.settings import Settings
@@ -36,11 +37,14 @@ class Runtime:
 
     def analyse(self, audio: bytes) -> Detection:
         """Blocking: decode and classify. Runs in the thread pool."""
-        waveform = decode_audio(audio, self.limits)
-        started = time.perf_counter()
-        detection = detect(self.encoder, self.rules, waveform, self.settings.window_seconds)
-        self.metrics.record_inference(time.perf_counter() - started)
-        return detection
+        try:
+            waveform = decode_audio(audio, self.limits)
+            started = time.perf_counter()
+            detection = detect(self.encoder, self.rules, waveform, self.settings.window_seconds)
+            self.metrics.record_inference(time.perf_counter() - started)
+            return detection
+        finally:
+            release_free_memory()
 
     def health(self) -> dict[str, Any]:
         source = self.manifest.get("source", {})
@@ -88,6 +92,7 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         )
     encoder = Encoder(create_session(graph, settings.threads))
     encoder(np.zeros(16_000, dtype=np.float32))  # first run allocates; do it before traffic
+    release_free_memory()
     limits = AudioLimits(max_seconds=settings.max_audio_seconds, min_seconds=settings.min_audio_seconds)
     limiter = InferenceLimiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout_seconds)
     rate_limit = RateLimit(settings.rate_limit_per_minute)
