@@ -322,6 +322,16 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
     assert "voicecheck_inference_seconds_count 1" in text
 
 
+def test_metrics_label_unknown_paths_as_one_route(client: TestClient) -> None:
+    for path in ("/admin", "/wp-login.php", "/api/voice-detection/x"):
+        assert client.get(path).status_code == 404
+    assert client.get("/api/voice-detection").status_code == 405
+    text = client.get("/metrics").text
+    assert 'voicecheck_requests_total{route="other",status="404"} 3' in text
+    assert 'voicecheck_requests_total{route="/api/voice-detection",status="405"} 1' in text
+    assert "wp-login" not in text
+
+
 def test_logs_never_contain_audio_or_keys(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("DEBUG")
     body = payload(SAMPLE)
