@@ -155,9 +155,9 @@ def _dequantize_when_needed(weight: str, output: str, after: str) -> list[onnx.N
 
 
 def excluded_nodes(graph: onnx.ModelProto, recipe: QuantRecipe) -> list[str]:
-    """Nodes kept in float. The first conv layer (with FoldedFirstLayers, the first two) sees the
-    raw waveform's scale and computes per-clip statistics. Products of two activations (attention scores and
-    context) gain little from INT8 and lose accuracy to a static range."""
+    """Nodes kept in float. The first conv layer (folded: the first three) sees the raw
+    waveform's scale and computes per-clip statistics. Products of two activations (attention
+    scores and context) gain little from INT8 and lose accuracy to a static range."""
     nodes = graph.graph.node
     constants = {init.name for init in graph.graph.initializer}
     convs = [node.name for node in nodes if node.op_type == "Conv"]

@@ -25,6 +25,7 @@ from export.model import (
 from export.onnx_export import export_fp32
 from export.pipeline import ExportOptions, run_export
 from export.quantize import QuantRecipe, excluded_nodes, store_conv_weights_int8
+from export.verify import compare
 from service.model import Encoder, create_session
 
 
@@ -103,3 +104,13 @@ def test_float_nodes_are_the_first_layers_and_activation_products(tmp_path: Path
     float_with_int8_weights = set(excluded_nodes(graph, QuantRecipe(convs="int8-weights")))
     assert first_layers | attention | encoder_convs == float_with_int8_weights
     assert first_layers | attention == set(excluded_nodes(graph, QuantRecipe(convs="int8")))
+
+
+@pytest.mark.parametrize("samples", [400, 1_999, 12_345])
+def test_exported_graph_follows_torch_at_any_length(tiny_artifacts: Path, samples: int) -> None:
+    """The time slices are computed from the input's length inside the graph, not traced as
+    constants: odd and minimal lengths still match the unfolded torch model."""
+    model, _ = load_model(ModelSource("tiny", random_init="tiny"))  # the fixture's seed
+    clip = np.random.default_rng(samples).standard_normal(samples).astype(np.float32) * 0.1
+    encoder = Encoder(create_session(tiny_artifacts / "model.onnx", 1))
+    assert compare(model, encoder, [clip]).frame_cosine_min > 0.98
