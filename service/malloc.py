@@ -1,9 +1,9 @@
 """glibc's allocator, tuned for one large inference at a time (a no-op where glibc is absent).
 
 Decoding, features, request parsing and onnxruntime's arena all draw on malloc from many threads.
-Measured with bench/load.py's request mix at concurrency 16 (base graph, three 10 s runs): peak
-RSS 300-337 MB with glibc's defaults, 221-224 MB with one arena, the 1 MiB mmap threshold and a
-trim after each request. The trim takes 5-7 ms."""
+Measured with four of bench/load.py's request kinds (5 s and 2 s clips, too big, not audio) at
+concurrency 16 (base graph, three 10 s runs): peak RSS 300-337 MB with glibc's defaults, 221-224 MB
+with one arena, the 1 MiB mmap threshold and a trim after each request. The trim takes 5-7 ms."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _libc() -> ctypes.CDLL | None:
 
 def limit_fragmentation() -> None:
     """One arena for every thread, and buffers over 1 MiB always mmapped so they go back to the OS
-    when freed. Call before the first allocation of any size."""
+    when freed. Call first thing, before the server starts its threads."""
     libc = _libc()
     if libc is not None:
         libc.mallopt(M_ARENA_MAX, 1)
