@@ -65,9 +65,14 @@ def timed(run: Callable[[], object], repeats: int) -> dict[str, float]:
 
 def summary(times_ms: list[float]) -> dict[str, float]:
     ordered = sorted(times_ms)
+
+    def percentile(share: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
+
     return {
         "median_ms": round(statistics.median(ordered), 1),
-        "p90_ms": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 1),
+        "p90_ms": percentile(0.9),
+        "p95_ms": percentile(0.95),
         "n": len(ordered),
     }
 
