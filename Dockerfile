@@ -1,28 +1,45 @@
-# syntax=docker/dockerfile:1
-# Two stages: "export" turns the pretrained wav2vec2-base into the static INT8 graph and calibrates
-# its votes (torch lives only here); "runtime" serves it with onnxruntime, no torch.
+# Two stages: "export" turns wav2vec2-base into the static INT8 graph and calibrates its votes
+# (torch lives only here); "runtime" serves it with onnxruntime, no torch.
+#   docker build -t voicecheck .                              the pretrained weights (needs the model hub)
+#   docker build --build-arg WEIGHTS=random-init -t vc-smoke .  offline smoke build: RANDOM weights
+#   --build-arg TORCH_INDEX=URL                               where CPU-only torch comes from
+ARG WEIGHTS=pretrained
 
 FROM python:3.11-slim-bookworm AS export
+ARG WEIGHTS
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY scripts/corpus-packages.txt /tmp/corpus-packages.txt
 RUN apt-get update \
- && apt-get install -y --no-install-recommends espeak-ng flite lame sox ffmpeg \
-      asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 alsa-utils \
+ && grep -v '^#' /tmp/corpus-packages.txt | xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# CPU-only torch (the default index serves several GB of CUDA); the default index only when the
+# CPU index cannot be reached. Then every other dependency, before the code, so edits rebuild fast.
+RUN torch=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"') \
+ && { pip install --index-url "$TORCH_INDEX" "$torch" || pip install "$torch"; } \
+ && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['export']))" > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt
 COPY service service
 COPY export export
 COPY scripts scripts
-# CPU-only torch (the default wheel pulls in several GB of CUDA)
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
- && pip install ".[export]"
-RUN scripts/make-dev-corpus /corpus
-# Real pretrained weights only: with no model hub this step fails, and so does the build.
-RUN python -m export --model facebook/wav2vec2-base --calibration /corpus --out /artifacts
+RUN pip install --no-deps . && scripts/make-dev-corpus /corpus
+# pretrained: the real weights, and the build fails without the model hub; random-init: a smoke build.
+RUN case "$WEIGHTS" in \
+      pretrained) source="--model facebook/wav2vec2-base" ;; \
+      random-init) source="--random-init base"; echo "WARNING: WEIGHTS=random-init: RANDOM weights" >&2 ;; \
+      *) echo "WEIGHTS must be pretrained or random-init, not '$WEIGHTS'" >&2; exit 2 ;; \
+    esac \
+ && python -m export $source --calibration /corpus --out /artifacts
 RUN python -m export.calibrate /corpus --artifacts /artifacts \
  && python -m export.evaluate /corpus --artifacts /artifacts --robustness 100
 
 FROM python:3.11-slim-bookworm AS runtime
+ARG WEIGHTS
+LABEL org.opencontainers.image.title="voicecheck" \
+      voicecheck.weights="$WEIGHTS"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 PORT=8000 ARTIFACTS_DIR=/app/artifacts THREADS=1
 WORKDIR /app
@@ -33,6 +50,6 @@ RUN pip install . && useradd --create-home --uid 10001 voicecheck
 COPY --from=export /artifacts /app/artifacts
 USER voicecheck
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ['PORT'], timeout=4)"
 CMD ["python", "-m", "service"]

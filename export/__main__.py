@@ -14,6 +14,7 @@ from pathlib import Path
 
 from export.pipeline import ExportError, ExportOptions, SourceUnavailable, run_export
 from export.quantize import CONV_CHOICES, QuantRecipe
+from service.audio import quiet_decoder_notes
 
 EXIT_FAILED = 1
 EXIT_NO_MODEL = 3  # the model could not be loaded: scripts/serve falls back to --random-init on this only
@@ -61,11 +62,15 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    quiet_decoder_notes()
     try:
         manifest = run_export(options)
+    except SourceUnavailable as exc:
+        print(f"export: the model is not available here: {exc}", file=sys.stderr)
+        return EXIT_NO_MODEL
     except ExportError as exc:
         print(f"export failed: {exc}", file=sys.stderr)
-        return EXIT_NO_MODEL if isinstance(exc, SourceUnavailable) else EXIT_FAILED
+        return EXIT_FAILED
     fidelity = manifest["fidelity"]
     print(
         f"wrote {options.out / 'model.onnx'} ({manifest['graph']['bytes'] / 1e6:.1f} MB); "

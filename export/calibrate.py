@@ -8,6 +8,7 @@ out where the corpus has enough of them, and writes --artifacts/votes.json.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ import numpy as np
 from export.corpus import FeatureTable, compute_features, read_labels
 from export.manifest import sha256_of
 from export.metrics import report
+from service.audio import quiet_decoder_notes
 from service.features import FEATURE_NAMES
 from service.model import Encoder, create_session
 from service.settings import DEFAULT_WINDOW_SECONDS
@@ -131,19 +133,34 @@ def corpus_summary(table: FeatureTable) -> dict[str, Any]:
     return {"clips": len(table.clips), "groups": groups}
 
 
-def calibrate(data_dir: Path, artifacts: Path, threads: int, window_seconds: float) -> VoteRules:
+def calibrate(
+    data_dir: Path, artifacts: Path, threads: int, window_seconds: float, max_encoded_seconds: float
+) -> VoteRules:
     encoder = Encoder(create_session(artifacts / "model.onnx", threads))
-    table = compute_features(read_labels(data_dir), encoder, window_seconds)
+    clips = read_labels(data_dir)
+    table = compute_features(clips, encoder, window_seconds, max_encoded_seconds=max_encoded_seconds)
     metrics = cross_validate(table)
     provenance = {
         "source": "calibrate",
         "corpus": {"dir": str(data_dir), **corpus_summary(table)},
         "graph_sha256": sha256_of(artifacts / "model.onnx"),
         "window_seconds": window_seconds,
+        "max_encoded_seconds": max_encoded_seconds if math.isfinite(max_encoded_seconds) else None,
         "cross_validated": metrics,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return fit_votes(table.values, table.is_ai, provenance, calibrated=True)
+
+
+def add_budget_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-encoded-seconds",
+        type=float,
+        default=math.inf,
+        metavar="S",
+        help="analyse each clip as the service does when its deadline affords wav2vec2 only S seconds "
+        "of it (windows spread over the clip); default: every window",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,8 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with model.onnx")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
+    add_budget_argument(parser)
     args = parser.parse_args(argv)
-    rules = calibrate(args.data_dir, args.artifacts, args.threads, args.window_seconds)
+    quiet_decoder_notes()
+    rules = calibrate(
+        args.data_dir, args.artifacts, args.threads, args.window_seconds, args.max_encoded_seconds
+    )
     rules.save(args.artifacts / "votes.json")
     cv = rules.provenance["cross_validated"]
     print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from service.audio import decode_audio
-from service.detector import clip_features, window_features
+from service.detector import EncoderBudget, clip_features, window_features
 from service.features import FEATURE_NAMES
 from service.model import Encoder
 from service.verdict import AI, LABELS
@@ -55,9 +56,13 @@ def read_labels(data_dir: Path) -> list[Clip]:
     return clips
 
 
-def feature_row(encoder: Encoder, waveform: np.ndarray, window_seconds: float) -> list[float]:
-    """The clip's five features in FEATURE_NAMES order, exactly as the service computes them."""
-    features = clip_features(window_features(encoder, waveform, window_seconds))
+def feature_row(
+    encoder: Encoder, waveform: np.ndarray, window_seconds: float, max_encoded_seconds: float = math.inf
+) -> list[float]:
+    """The clip's five features in FEATURE_NAMES order, exactly as the service computes them when
+    its deadline affords wav2vec2 ``max_encoded_seconds`` of the clip."""
+    budget = EncoderBudget(audio_seconds=max_encoded_seconds)
+    features = clip_features(window_features(encoder, waveform, window_seconds, budget))
     return [features[name] for name in FEATURE_NAMES]
 
 
@@ -66,13 +71,14 @@ def compute_features(
     encoder: Encoder,
     window_seconds: float,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    max_encoded_seconds: float = math.inf,
 ) -> FeatureTable:
     rows = []
     for number, clip in enumerate(clips, 1):
         waveform = decode_audio(clip.path.read_bytes())
         if transform is not None:
             waveform = transform(waveform)
-        rows.append(feature_row(encoder, waveform, window_seconds))
+        rows.append(feature_row(encoder, waveform, window_seconds, max_encoded_seconds))
         if number % 50 == 0 or number == len(clips):
             print(f"features: {number}/{len(clips)} clips", file=sys.stderr)
     return FeatureTable(tuple(clips), np.array(rows, dtype=np.float64))

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from export.calibrate import add_budget_argument
 from export.corpus import FeatureTable, compute_features, read_labels
 from export.metrics import report, roc_curve
 from export.robustness import PERTURBATIONS, Perturbation
+from service.audio import quiet_decoder_notes
 from service.model import Encoder, create_session
 from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import AI, Verdict, VoteRules
@@ -102,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
+    add_budget_argument(parser)
     parser.add_argument(
         "--robustness",
         type=int,
@@ -110,9 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also re-run N clips at -20 dB, +6 dB, with 20 dB SNR noise and as 32 kbit/s MP3",
     )
     args = parser.parse_args(argv)
+    quiet_decoder_notes()
     rules = VoteRules.load(args.artifacts / "votes.json")
     encoder = Encoder(create_session(args.artifacts / "model.onnx", args.threads))
-    table = compute_features(read_labels(args.data_dir), encoder, args.window_seconds)
+    table = compute_features(
+        read_labels(args.data_dir), encoder, args.window_seconds, max_encoded_seconds=args.max_encoded_seconds
+    )
     decided = verdicts(table, rules)
     result = evaluate(table, decided, rules)
     if args.robustness:

@@ -102,9 +102,14 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
             excluded = quantize(fp32, graph, audio.calibration, recipe)
             encoder = Encoder(create_session(graph, options.threads))
             fidelity = compare(model, encoder, audio.verify)
-            log(f"verified on {len(audio.verify)} held-out clips: cosine min {fidelity.frame_cosine_min:.4f}")
             attempts.append({"convs": recipe.convs, **fidelity.as_dict()})
-            if fidelity.frame_cosine_min >= options.min_frame_cosine:
+            kept = fidelity.frame_cosine_min >= options.min_frame_cosine
+            log(
+                f"verified on {len(audio.verify)} held-out clips: per-frame cosine min "
+                f"{fidelity.frame_cosine_min:.4f} (floor {options.min_frame_cosine}): "
+                + ("kept" if kept else "recipe rejected (an expected step of the recipe search)")
+            )
+            if kept:
                 break
         else:
             raise ExportError(

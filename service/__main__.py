@@ -8,12 +8,15 @@ import sys
 import uvicorn
 
 from service.app import create_app
+from service.audio import quiet_decoder_notes
 from service.malloc import limit_fragmentation
+from service.server import server_config
 from service.settings import Settings, SettingsError
 
 
 def main() -> int:
     limit_fragmentation()
+    quiet_decoder_notes()
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -22,16 +25,9 @@ def main() -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-        server_header=False,
-    )
-    return 0
+    server = uvicorn.Server(server_config(create_app(settings), settings))
+    server.run()
+    return 0 if server.started else 3  # 3: start-up failed (the log says why)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Callable
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -12,21 +15,25 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from service.contract import error_body, openapi_schema, parse_request, success_body
 from service.errors import ClientError, ServiceUnavailable
 from service.runtime import Runtime
+from service.settings import Settings
 
 RETRY_AFTER_SECONDS = "5"
 
 
 async def detect_voice(request: Request) -> Response:
+    deadline = time.monotonic() + request.state.runtime.settings.deadline_seconds
     runtime = _ready_runtime(request)
-    _check_api_key(request, runtime.settings.api_key)
-    runtime.rate_limit.take(runtime.settings.api_key)
+    settings = runtime.settings
+    _check_api_key(request, settings.api_key)
+    runtime.rate_limit.take(settings.api_key)
     _check_content_type(request)
-    async with runtime.limiter.admit():
-        body = await read_body(request, runtime.settings.max_body_bytes)
-        parsed = await run_in_threadpool(parse_request, body, runtime.settings.languages)
+    runtime.limiter.refuse_if_full()  # before reading a body that could not be served
+    with runtime.uploads.holding() as take:
+        body = await read_body(request, settings, take)
+        parsed = await run_in_threadpool(parse_request, body, settings.languages)
         del body
-        async with runtime.limiter.slot():
-            detection = await run_in_threadpool(runtime.analyse, parsed.audio)
+    async with runtime.limiter.admit(), runtime.limiter.slot(deadline):
+        detection = await run_in_threadpool(runtime.analyse, parsed.audio, deadline)
     return JSONResponse(success_body(parsed.language, detection))
 
 
@@ -37,7 +44,7 @@ async def health(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     runtime: Runtime = request.state.runtime
-    text = runtime.metrics.render(runtime.limiter.rejected)
+    text = runtime.metrics.render(runtime.limiter.rejected, runtime.limiter.pending)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
@@ -46,25 +53,42 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_schema(runtime.settings.languages))
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit``."""
+async def read_body(request: Request, settings: Settings, take: Callable[[int], None]) -> bytearray:
+    """The body, refused with 413 as soon as it is known to exceed MAX_BODY_BYTES and with 408 when
+    it arrives slower than BODY_TIMEOUT_SECONDS plus its size at MIN_UPLOAD_BYTES_PER_SECOND.
+    ``take`` reserves the bytes in the service-wide upload budget as they arrive."""
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    body, size = bytearray(), 0
+    expected = int(declared) if declared.isdigit() else limit
+    allowed = settings.body_timeout_seconds + expected / settings.min_upload_bytes_per_second
+    body = bytearray()
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            body += chunk
+        with anyio.fail_after(allowed):
+            async for chunk in request.stream():
+                if len(body) + len(chunk) > limit:
+                    raise _too_large(limit)
+                try:
+                    take(len(chunk))
+                except ServiceUnavailable as exc:
+                    exc.close = True
+                    raise
+                body += chunk
+    except TimeoutError:
+        raise ClientError(
+            f"the body did not arrive within {allowed:.0f} s: send it at "
+            f"{settings.min_upload_bytes_per_second // 1024} KiB/s or faster",
+            408,
+            close=True,
+        ) from None
     except ClientDisconnect:
         raise ClientError("the client disconnected before the body was complete") from None
-    return bytes(body)
+    return body
 
 
 def _too_large(limit: int) -> ClientError:
-    return ClientError(f"body is larger than the {limit} byte limit", 413)
+    return ClientError(f"body is larger than the {limit} byte limit", 413, close=True)
 
 
 def _ready_runtime(request: Request) -> Runtime:
@@ -88,7 +112,9 @@ def _check_content_type(request: Request) -> None:
 
 async def client_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ClientError)
-    headers = {"retry-after": RETRY_AFTER_SECONDS} if exc.status_code in (429, 503) else None
+    headers = {"retry-after": RETRY_AFTER_SECONDS} if exc.status_code in (429, 503) else {}
+    if exc.close:
+        headers["connection"] = "close"
     return JSONResponse(error_body(exc.message), status_code=exc.status_code, headers=headers)
 
 

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from service import api
 from service.errors import ClientError
 from service.metrics import Metrics
-from service.middleware import ObservabilityMiddleware
+from service.middleware import ObservabilityMiddleware, RandomWeightsHeader
 from service.runtime import Runtime, load_runtime
 from service.settings import Settings
 
@@ -30,8 +30,15 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         runtime = await run_in_threadpool(load, settings, metrics)
         log.info(
-            "model loaded from %s (votes calibrated: %s)", settings.artifacts_dir, runtime.rules.calibrated
+            "model loaded from %s (votes calibrated: %s; wav2vec2 pace %.3f s per audio second)",
+            settings.artifacts_dir,
+            runtime.rules.calibrated,
+            runtime.pace.seconds_per_audio_second,
         )
+        if runtime.random_weights:
+            log.warning(
+                "RANDOM WEIGHTS: this graph was exported with --random-init; verdicts are not meaningful"
+            )
         learned_with = runtime.rules.provenance.get("window_seconds")
         if learned_with not in (None, settings.window_seconds):
             log.warning(
@@ -42,7 +49,7 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
         yield {"runtime": runtime}
         runtime.ready = False
 
-    middleware = [Middleware(ObservabilityMiddleware, metrics=metrics)]
+    middleware = [Middleware(RandomWeightsHeader), Middleware(ObservabilityMiddleware, metrics=metrics)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -52,7 +59,7 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
                 allow_headers=["content-type", "x-api-key"],
             )
         )
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/api/voice-detection", api.detect_voice, methods=["POST"]),
             Route("/health", api.health, methods=["GET"]),
@@ -66,3 +73,6 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
         },
         lifespan=lifespan,
     )
+    # the redirect would echo the Host header back to the client: unknown paths are a plain 404
+    app.router.redirect_slashes = False
+    return app

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +16,14 @@ from service.errors import AudioError
 
 SAMPLE_RATE = 16_000
 _BLOCK_FRAMES = 1 << 16
+# libsndfile's MP3 decoder (libmpg123) writes resync notes to file descriptor 2 when a read ends
+# mid-frame, with no way to turn them off; the decoded samples are unaffected.
+DECODER_NOTE = b"[src/libmpg123/"
+NOT_ALLOWED = "could not decode audio: send MP3, WAV, FLAC or OGG bytes"
+# The contract's containers, by libsndfile's name, and how their files begin: anything else is
+# refused before a parser sees it (libsndfile reads some twenty other formats).
+CONTAINERS = {"WAV", "WAVEX", "MP3", "FLAC", "OGG"}
+CONTAINER_MAGIC = (b"RIFF", b"fLaC", b"OggS", b"ID3")
 
 
 @dataclass(frozen=True)
@@ -31,14 +42,26 @@ def decode_audio(data: bytes, limits: AudioLimits | None = None) -> np.ndarray:
     limits = limits or AudioLimits()
     if not data:
         raise AudioError("audio is empty")
+    if not data.startswith(CONTAINER_MAGIC) and not _mpeg_audio(data):
+        raise AudioError(NOT_ALLOWED)
     try:
         with sf.SoundFile(io.BytesIO(data)) as stream:
+            if stream.format not in CONTAINERS:
+                raise AudioError(NOT_ALLOWED)
             _check_header(stream, limits)
             waveform = _read_resampled(stream, limits)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
-        raise AudioError("could not decode audio: send MP3, WAV, FLAC or OGG bytes") from exc
+        raise AudioError(NOT_ALLOWED) from exc
     _check_content(waveform, limits)
     return waveform
+
+
+def _mpeg_audio(data: bytes) -> bool:
+    """An MPEG audio frame header at the start: 11 sync bits, then a valid version and layer."""
+    if len(data) < 2 or data[0] != 0xFF:
+        return False
+    sync, version, layer = data[1] & 0xE0, data[1] & 0x18, data[1] & 0x06
+    return sync == 0xE0 and version != 0x08 and layer != 0
 
 
 def _check_header(stream: sf.SoundFile, limits: AudioLimits) -> None:
@@ -79,9 +102,28 @@ def _check_content(waveform: np.ndarray, limits: AudioLimits) -> None:
         raise AudioError(f"audio is {seconds:.2f} s long; at least {limits.min_seconds:g} s is needed")
     if seconds > limits.max_seconds:
         raise _too_long(limits)
-    if float(np.max(np.abs(waveform))) < limits.silence_peak:
-        raise AudioError("audio is silent")
+    if float(np.max(np.abs(waveform - waveform.mean()))) < limits.silence_peak:
+        raise AudioError("audio is silent: no audible signal once its DC offset is removed")
 
 
 def _too_long(limits: AudioLimits) -> AudioError:
     return AudioError(f"audio is longer than the {limits.max_seconds:g} s limit")
+
+
+def quiet_decoder_notes() -> None:
+    """Keep libmpg123's notes out of the log. Writes to file descriptor 2 from C code pass through
+    a thread that drops the notes; Python's own ``sys.stderr`` keeps the original descriptor, so
+    logs and tracebacks never depend on that thread. Call once, before logging is configured."""
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sys.stderr = open(original, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+    threading.Thread(target=_forward_all_but_notes, args=(read_end, original), daemon=True).start()
+
+
+def _forward_all_but_notes(read_end: int, destination: int) -> None:
+    with os.fdopen(read_end, "rb") as pipe:
+        for line in pipe:
+            if not line.startswith(DECODER_NOTE):
+                os.write(destination, line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,9 @@ from service.errors import ClientError
 
 AUDIO_FORMATS = ("mp3", "wav", "flac", "ogg")
 REQUIRED_FIELDS = ("language", "audioFormat", "audioBase64")
+MAX_JSON_CONTAINERS = 16
+MAX_JSON_ELEMENTS = 256
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,8 @@ class DetectionRequest:
     audio: bytes
 
 
-def parse_request(body: bytes, languages: tuple[str, ...]) -> DetectionRequest:
+def parse_request(body: bytes | bytearray, languages: tuple[str, ...]) -> DetectionRequest:
+    check_json_size(body)
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):  # also JSONDecodeError, UnicodeDecodeError, huge ints
@@ -39,6 +44,19 @@ def parse_request(body: bytes, languages: tuple[str, ...]) -> DetectionRequest:
         audio_format=_audio_format(payload["audioFormat"]),
         audio=_decode_base64(payload["audioBase64"]),
     )
+
+
+def check_json_size(body: bytes | bytearray) -> None:
+    """Refuse, before parsing, JSON whose parse would cost far more memory than its size: many
+    containers or elements (each a Python object of 50-100 bytes from 2-3 bytes of input)."""
+    structure = _JSON_STRING.sub(b'""', body)
+    containers = structure.count(b"{") + structure.count(b"[")
+    elements = structure.count(b",") + structure.count(b":")
+    if containers > MAX_JSON_CONTAINERS or elements > MAX_JSON_ELEMENTS:
+        raise ClientError(
+            f"body is not the request object: at most {MAX_JSON_CONTAINERS} JSON objects or arrays "
+            f"and {MAX_JSON_ELEMENTS} members are accepted; send " + ", ".join(REQUIRED_FIELDS)
+        )
 
 
 def canonical_language(value: str, languages: tuple[str, ...]) -> str:
@@ -88,6 +106,7 @@ def success_body(language: str, detection: Detection) -> dict[str, Any]:
                 "end": round(window.end, 2),
                 "classification": segment.classification,
                 "score": round(segment.confidence, 4),
+                "encodedSeconds": round(window.encoded_seconds, 2),
             }
             for window, segment in detection.segments
         ]
@@ -103,11 +122,15 @@ def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(code): {"description": text, "content": {"application/json": {"schema": error}}}
         for code, text in (
-            (400, "malformed JSON, missing or invalid field, unusable audio, unknown language"),
+            (400, "malformed HTTP or JSON, missing or invalid field, unusable audio, unknown language"),
             (401, "missing or wrong x-api-key"),
+            (408, "request headers or body arrived too slowly"),
             (413, "body over the size limit"),
             (415, "content type is not application/json"),
-            (503, "not ready or overloaded; see Retry-After"),
+            (429, "rate limit for this key reached; see Retry-After"),
+            (431, "request headers too large"),
+            (500, "a bug; the message never carries internals"),
+            (503, "not ready, overloaded, too many connections or shutting down; see Retry-After"),
         )
     }
     responses["200"] = {

@@ -1,8 +1,14 @@
-"""The pipeline after decoding: windows -> features -> votes -> verdict per window and per clip."""
+"""The pipeline after decoding: windows -> features -> votes -> verdict per window and per clip.
+
+The signal features cover every window. wav2vec2, by far the slowest stage, runs on the windows an
+``EncoderBudget`` affords: all of them when they fit, otherwise a subset spread evenly over the clip,
+so that a slow CPU still answers by the deadline.
+"""
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,12 +19,51 @@ from service.features import FEATURE_NAMES, hidden_state_variance, signal_featur
 from service.model import Encoder
 from service.verdict import Verdict, VoteRules
 
+HIDDEN = "hidden_state_variance"
+MIN_ENCODED_SECONDS = 1.0  # the least audio wav2vec2 always gets, even past the budget
+PACE_MARGIN = 1.25  # the pace is a moving average: plan for runs this much slower
+RESERVE_SECONDS = 0.5  # kept back for building and sending the answer
+PACE_WEIGHT = 0.3  # weight of the newest run in the moving average
+
+
+@dataclass
+class EncoderPace:
+    """Measured encoder speed: wall seconds per second of audio, a moving average over runs."""
+
+    seconds_per_audio_second: float
+
+    def observe(self, audio_seconds: float, wall_seconds: float) -> None:
+        latest = wall_seconds / max(audio_seconds, 1e-3)
+        self.seconds_per_audio_second += PACE_WEIGHT * (latest - self.seconds_per_audio_second)
+
+
+@dataclass
+class EncoderBudget:
+    """How much audio wav2vec2 may still take: a fixed allowance, a deadline at a measured pace, or both."""
+
+    audio_seconds: float = math.inf
+    deadline: float | None = None  # time.monotonic() by which the answer is due
+    pace: EncoderPace | None = None
+
+    def affordable_seconds(self) -> float:
+        allowance = self.audio_seconds
+        if self.deadline is not None and self.pace is not None:
+            left = self.deadline - time.monotonic() - RESERVE_SECONDS
+            allowance = min(allowance, left / (self.pace.seconds_per_audio_second * PACE_MARGIN))
+        return max(0.0, allowance)
+
+    def spend(self, audio_seconds: float, wall_seconds: float) -> None:
+        self.audio_seconds -= audio_seconds
+        if self.pace is not None:
+            self.pace.observe(audio_seconds, wall_seconds)
+
 
 @dataclass(frozen=True)
 class Window:
     start: float
     end: float
     features: dict[str, float]
+    encoded_seconds: float = 0.0  # audio of this window that wav2vec2 saw (0: the clip's mean stands in)
 
 
 @dataclass(frozen=True)
@@ -26,6 +71,7 @@ class Detection:
     verdict: Verdict
     segments: tuple[tuple[Window, Verdict], ...]
     seconds: float
+    encoded_seconds: float = 0.0
 
 
 def split_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
@@ -35,21 +81,59 @@ def split_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
     return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
 
 
-def window_features(encoder: Encoder, waveform: np.ndarray, window_seconds: float) -> list[Window]:
+def spread(count: int, chosen: int) -> list[int]:
+    """``chosen`` of ``count`` indices, evenly spread (the middle one when only one)."""
+    chosen = max(1, min(count, chosen))
+    return sorted({int((k + 0.5) * count / chosen) for k in range(chosen)})
+
+
+def window_features(
+    encoder: Encoder, waveform: np.ndarray, window_seconds: float, budget: EncoderBudget | None = None
+) -> list[Window]:
+    spans = split_windows(len(waveform), window_seconds)
+    signal = [signal_features(waveform[start:end]) for start, end in spans]
+    hidden = _encode_planned(encoder, waveform, spans, budget or EncoderBudget())
+    lengths = [spans[index][1] - spans[index][0] for index in hidden]
+    fallback = float(np.average([value for value, _ in hidden.values()], weights=lengths))
     windows = []
-    for start, end in split_windows(len(waveform), window_seconds):
-        piece = waveform[start:end]
-        features = signal_features(piece)
-        features["hidden_state_variance"] = hidden_state_variance(encoder(piece))
-        if not all(math.isfinite(value) for value in features.values()):
-            seconds = f"{start / SAMPLE_RATE:.1f}-{end / SAMPLE_RATE:.1f} s"
-            raise AudioError(f"audio could not be analysed at {seconds}")
-        windows.append(Window(start / SAMPLE_RATE, end / SAMPLE_RATE, features))
+    for index, ((start, end), features) in enumerate(zip(spans, signal, strict=True)):
+        value, seconds = hidden.get(index, (fallback, 0.0))
+        features[HIDDEN] = value
+        if not all(math.isfinite(v) for v in features.values()):
+            where = f"{start / SAMPLE_RATE:.1f}-{end / SAMPLE_RATE:.1f} s"
+            raise AudioError(f"audio could not be analysed at {where}")
+        windows.append(Window(start / SAMPLE_RATE, end / SAMPLE_RATE, features, seconds))
     return windows
 
 
+def _encode_planned(
+    encoder: Encoder, waveform: np.ndarray, spans: list[tuple[int, int]], budget: EncoderBudget
+) -> dict[int, tuple[float, float]]:
+    """Hidden-state variance and encoded seconds for the windows the budget affords (at least one)."""
+    longest = max(end - start for start, end in spans) / SAMPLE_RATE
+    planned = spread(len(spans), int(min(len(spans), budget.affordable_seconds() / longest)))
+    hidden: dict[int, tuple[float, float]] = {}
+    for index in planned:
+        start, end = spans[index]
+        affordable = budget.affordable_seconds()
+        if hidden and affordable * SAMPLE_RATE < end - start:
+            break  # the pace slowed down since the plan: keep the deadline
+        keep = max(affordable, MIN_ENCODED_SECONDS) * SAMPLE_RATE
+        if keep < end - start:  # only the first gets here: it runs on its centre
+            keep = int(keep)
+            start += (end - start - keep) // 2
+            end = start + keep
+        started = time.monotonic()
+        value = hidden_state_variance(encoder(waveform[start:end]))
+        seconds = (end - start) / SAMPLE_RATE
+        budget.spend(seconds, time.monotonic() - started)
+        hidden[index] = (value, seconds)
+    return hidden
+
+
 def clip_features(windows: list[Window]) -> dict[str, float]:
-    """Duration-weighted mean of the window features."""
+    """Duration-weighted mean of the window features. Windows wav2vec2 skipped carry the encoded
+    windows' weighted mean, so the hidden state's clip value is the mean over the encoded ones."""
     weights = np.array([w.end - w.start for w in windows])
     return {
         name: float(np.average([w.features[name] for w in windows], weights=weights))
@@ -57,7 +141,14 @@ def clip_features(windows: list[Window]) -> dict[str, float]:
     }
 
 
-def detect(encoder: Encoder, rules: VoteRules, waveform: np.ndarray, window_seconds: float) -> Detection:
-    windows = window_features(encoder, waveform, window_seconds)
+def detect(
+    encoder: Encoder,
+    rules: VoteRules,
+    waveform: np.ndarray,
+    window_seconds: float,
+    budget: EncoderBudget | None = None,
+) -> Detection:
+    windows = window_features(encoder, waveform, window_seconds, budget)
     segments = tuple((w, rules.decide(w.features)) for w in windows)
-    return Detection(rules.decide(clip_features(windows)), segments, len(waveform) / SAMPLE_RATE)
+    encoded = sum(w.encoded_seconds for w in windows)
+    return Detection(rules.decide(clip_features(windows)), segments, len(waveform) / SAMPLE_RATE, encoded)

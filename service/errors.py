@@ -8,9 +8,10 @@ class ClientError(Exception):
 
     status_code = 400
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    def __init__(self, message: str, status_code: int | None = None, close: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.close = close  # the body was not read to its end: the connection cannot be reused
         if status_code is not None:
             self.status_code = status_code
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 
@@ -14,8 +14,9 @@ BUSY = "the service is busy; retry in a few seconds"
 
 
 class InferenceLimiter:
-    """``admit`` counts a request from before its body is read, so a full queue answers 503
-    without reading anything; ``slot`` then waits (briefly) for one of the inference slots."""
+    """``admit`` counts a request whose body has arrived towards the queue (``full`` lets a request
+    be turned away before its body is read); ``slot`` then waits (briefly) for an inference slot.
+    Uploads still arriving hold no place: a client that stalls cannot lock the others out."""
 
     def __init__(self, slots: int, queue: int, wait_seconds: float) -> None:
         self._slots = anyio.Semaphore(slots)
@@ -24,11 +25,14 @@ class InferenceLimiter:
         self.pending = 0
         self.rejected = 0
 
-    @asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
+    def refuse_if_full(self) -> None:
         if self.pending >= self._capacity:
             self.rejected += 1
             raise ServiceUnavailable(BUSY)
+
+    @asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        self.refuse_if_full()
         self.pending += 1
         try:
             yield
@@ -36,8 +40,13 @@ class InferenceLimiter:
             self.pending -= 1
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        with anyio.move_on_after(self._wait_seconds) as waited:
+    async def slot(self, deadline: float | None = None) -> AsyncIterator[None]:
+        """Waits at most the queue timeout, and at most half of what is left before ``deadline``
+        (time.monotonic()), so that a request that waited still has time to be analysed."""
+        wait = self._wait_seconds
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()) / 2)
+        with anyio.move_on_after(wait) as waited:
             await self._slots.acquire()
         if waited.cancelled_caught:
             self.rejected += 1
@@ -46,6 +55,31 @@ class InferenceLimiter:
             yield
         finally:
             self._slots.release()
+
+
+class ByteBudget:
+    """Bytes of request bodies held in memory at once, over all requests; beyond it, 503."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+
+    @contextmanager
+    def holding(self) -> Iterator[Callable[[int], None]]:
+        """A function that takes more bytes for this request; all of them go back on exit."""
+        held = 0
+
+        def take(size: int) -> None:
+            nonlocal held
+            if self.used + size > self.capacity:
+                raise ServiceUnavailable(BUSY)
+            self.used += size
+            held += size
+
+        try:
+            yield take
+        finally:
+            self.used -= held
 
 
 class RateLimit:

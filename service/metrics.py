@@ -46,7 +46,7 @@ class Metrics:
         with self._lock:
             self.inference.observe(seconds)
 
-    def render(self, queue_rejections: int) -> str:
+    def render(self, queue_rejections: int, queued: int) -> str:
         with self._lock:
             lines = ["# TYPE voicecheck_requests_total counter"]
             lines += [
@@ -61,6 +61,8 @@ class Metrics:
             lines += [
                 "# TYPE voicecheck_in_flight gauge",
                 f"voicecheck_in_flight {self.in_flight}",
+                "# TYPE voicecheck_queued gauge",
+                f"voicecheck_queued {queued}",
                 "# TYPE voicecheck_queue_rejections_total counter",
                 f"voicecheck_queue_rejections_total {queue_rejections}",
             ]

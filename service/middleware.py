@@ -28,6 +28,29 @@ SECURITY_HEADERS = [
 ]
 
 
+RANDOM_WEIGHTS_HEADER = (b"x-voicecheck-weights", b"random-init; verdicts are not meaningful")
+
+
+class RandomWeightsHeader:
+    """Marks every response of a service whose graph has random weights (a smoke-test build)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = scope.get("state", {}).get("runtime")
+        if scope["type"] != "http" or runtime is None or not runtime.random_weights:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), RANDOM_WEIGHTS_HEADER]
+            await send(message)
+
+        await self.app(scope, receive, send_marked)
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app

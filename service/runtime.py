@@ -9,14 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from service.audio import AudioLimits, decode_audio
-from service.detector import Detection, detect
-from service.limiter import InferenceLimiter, RateLimit
+from service.audio import SAMPLE_RATE, AudioLimits, decode_audio
+from service.detector import Detection, EncoderBudget, EncoderPace, detect
+from service.limiter import ByteBudget, InferenceLimiter, RateLimit
 from service.malloc import release_free_memory
 from service.metrics import Metrics
 from service.model import Encoder, create_session
 from service.settings import Settings
 from service.verdict import VoteRules
+
+UPLOAD_BUDGET_BODIES = 2  # bodies of the largest size held in memory at once, over all uploads
 
 
 class ArtifactsError(RuntimeError):
@@ -32,27 +34,35 @@ class Runtime:
     metrics: Metrics
     limiter: InferenceLimiter
     rate_limit: RateLimit
+    pace: EncoderPace
+    uploads: ByteBudget
     limits: AudioLimits = field(default_factory=AudioLimits)
     ready: bool = True
 
-    def analyse(self, audio: bytes) -> Detection:
-        """Blocking: decode and classify. Runs in the thread pool."""
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.manifest.get("source", {}).get("kind") == "random-init")
+
+    def analyse(self, audio: bytes, deadline: float | None = None) -> Detection:
+        """Blocking: decode and classify, wav2vec2 within what ``deadline`` (time.monotonic()) leaves.
+        Runs in the thread pool."""
         try:
             waveform = decode_audio(audio, self.limits)
             started = time.perf_counter()
-            detection = detect(self.encoder, self.rules, waveform, self.settings.window_seconds)
+            budget = EncoderBudget(deadline=deadline, pace=self.pace)
+            detection = detect(self.encoder, self.rules, waveform, self.settings.window_seconds, budget)
             self.metrics.record_inference(time.perf_counter() - started)
             return detection
         finally:
             release_free_memory()
 
     def health(self) -> dict[str, Any]:
-        source = self.manifest.get("source", {})
+        status = "degraded" if self.random_weights else "ok"
         return {
-            "status": "ok" if self.ready else "unavailable",
+            "status": status if self.ready else "unavailable",
             "model": {
-                "source": source,
-                "random_weights": source.get("kind") == "random-init",
+                "source": self.manifest.get("source", {}),
+                "random_weights": self.random_weights,
                 "graph_sha256": self.manifest["graph"]["sha256"],
                 "fidelity": self.manifest.get("fidelity", {}),
             },
@@ -65,6 +75,8 @@ class Runtime:
                 "window_seconds": self.rules.provenance.get("window_seconds"),
             },
             "window_seconds": self.settings.window_seconds,
+            "deadline_seconds": self.settings.deadline_seconds,
+            "encoder_seconds_per_audio_second": round(self.pace.seconds_per_audio_second, 4),
         }
 
 
@@ -91,9 +103,20 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             f"(or python -m export) so the votes match {graph}"
         )
     encoder = Encoder(create_session(graph, settings.threads))
-    encoder(np.zeros(16_000, dtype=np.float32))  # first run allocates; do it before traffic
+    pace = measure_pace(encoder)
     release_free_memory()
     limits = AudioLimits(max_seconds=settings.max_audio_seconds, min_seconds=settings.min_audio_seconds)
     limiter = InferenceLimiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout_seconds)
     rate_limit = RateLimit(settings.rate_limit_per_minute)
-    return Runtime(settings, encoder, rules, manifest, metrics, limiter, rate_limit, limits)
+    uploads = ByteBudget(UPLOAD_BUDGET_BODIES * settings.max_body_bytes)
+    return Runtime(settings, encoder, rules, manifest, metrics, limiter, rate_limit, pace, uploads, limits)
+
+
+def measure_pace(encoder: Encoder, seconds: float = 1.0) -> EncoderPace:
+    """Two short runs before traffic: the first allocates, the second is timed. A second of audio
+    carries each run's fixed cost, so the pace errs on the slow, safe side until real runs refine it."""
+    silence = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+    encoder(silence)
+    started = time.perf_counter()
+    encoder(silence)
+    return EncoderPace((time.perf_counter() - started) / seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,11 @@ class Settings:
     max_concurrent: int = 1
     max_queue: int = 8
     queue_timeout_seconds: float = 20.0
+    deadline_seconds: float = 20.0
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    min_upload_bytes_per_second: int = 64 * 1024
+    max_connections: int = 64
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     cors_origins: tuple[str, ...] = ()
     rate_limit_per_minute: int = 0
@@ -42,15 +48,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        key = env.get("API_KEY", "").strip()
-        if not key.isascii() or not key.isprintable():
-            raise SettingsError("API_KEY must be printable ASCII (it travels in an HTTP header)")
-        if not key:
-            raise SettingsError(
-                "API_KEY is not set: the service needs a secret key that clients send in the "
-                "x-api-key header (for example: export API_KEY=$(python -c 'import secrets; "
-                "print(secrets.token_urlsafe(24))'))"
-            )
+        key = _api_key(env)
         defaults = cls(api_key=key)
         settings = cls(
             api_key=key,
@@ -67,6 +65,17 @@ class Settings:
             queue_timeout_seconds=_float(
                 env, "QUEUE_TIMEOUT_SECONDS", defaults.queue_timeout_seconds, 0.1, 300.0
             ),
+            deadline_seconds=_float(env, "DEADLINE_SECONDS", defaults.deadline_seconds, 2.0, 600.0),
+            header_timeout_seconds=_float(
+                env, "HEADER_TIMEOUT_SECONDS", defaults.header_timeout_seconds, 1.0, 120.0
+            ),
+            body_timeout_seconds=_float(
+                env, "BODY_TIMEOUT_SECONDS", defaults.body_timeout_seconds, 1.0, 300.0
+            ),
+            min_upload_bytes_per_second=_int(
+                env, "MIN_UPLOAD_BYTES_PER_SECOND", defaults.min_upload_bytes_per_second, 1024, 1 << 30
+            ),
+            max_connections=_int(env, "MAX_CONNECTIONS", defaults.max_connections, 4, 10_000),
             languages=_names(env, "LANGUAGES", defaults.languages),
             cors_origins=_names(env, "CORS_ORIGINS", ()),
             rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 0, 0, 100_000),
@@ -75,6 +84,45 @@ class Settings:
         if settings.min_audio_seconds >= settings.max_audio_seconds:
             raise SettingsError("MIN_AUDIO_SECONDS must be below MAX_AUDIO_SECONDS")
         return settings
+
+
+def _api_key(env: Mapping[str, str]) -> str:
+    """API_KEY, or else the first line of the file API_KEY_FILE names (readable by its owner only)."""
+    key = env.get("API_KEY", "").strip()
+    if not key and env.get("API_KEY_FILE"):
+        key = read_key_file(Path(env["API_KEY_FILE"]))
+    if not key.isascii() or not key.isprintable():
+        raise SettingsError("API_KEY must be printable ASCII (it travels in an HTTP header)")
+    if not key:
+        raise SettingsError(
+            "API_KEY is not set: the service needs a secret key that clients send in the "
+            "x-api-key header (for example: export API_KEY=$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))'), or API_KEY_FILE=path of a file holding it)"
+        )
+    return key
+
+
+def read_key_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise SettingsError(f"API_KEY_FILE={path} cannot be read ({exc.strerror})") from None
+    if mode & 0o077:
+        raise SettingsError(f"API_KEY_FILE={path} is readable by others: chmod 600 {path}")
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def create_key_file(path: Path) -> str:
+    """The key in ``path``; a new random one, in a file only its owner can read, if there is none."""
+    if path.exists():
+        return read_key_file(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_urlsafe(24)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    return key
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

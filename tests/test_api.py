@@ -224,10 +224,10 @@ def test_overload_is_503_with_retry_after(settings: Settings) -> None:
         gate, entered = threading.Event(), threading.Event()
         results: list[int] = []
 
-        def slow(audio: bytes) -> Detection:
+        def slow(audio: bytes, deadline: float | None = None) -> Detection:
             entered.set()
             gate.wait(10)
-            return original(audio)
+            return original(audio, deadline)
 
         runtime.analyse = slow  # type: ignore[method-assign]
         worker = threading.Thread(target=lambda: results.append(post(busy, payload(SAMPLE))[0]))
@@ -269,7 +269,7 @@ def test_not_ready_is_503(settings: Settings) -> None:
 def test_internal_error_is_500_without_internals(settings: Settings) -> None:
     with serving(settings) as (client, runtime):
 
-        def broken(audio: bytes) -> Detection:
+        def broken(audio: bytes, deadline: float | None = None) -> Detection:
             raise RuntimeError("secret path /opt/internal/thing")
 
         runtime.analyse = broken  # type: ignore[method-assign]
@@ -292,10 +292,30 @@ def test_health_reports_random_weights_and_vote_provenance(client: TestClient, t
     body = response.json()
     manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
     assert response.status_code == 200
+    assert body["status"] == "degraded"
     assert body["model"]["random_weights"] is True
     assert body["model"]["graph_sha256"] == manifest["graph"]["sha256"]
     assert body["votes"]["calibrated"] is False
     assert "uncalibrated" in body["votes"]["warning"]
+
+
+def test_every_response_of_a_random_weights_graph_says_so(client: TestClient) -> None:
+    responses = [
+        client.get("/health"),
+        client.get("/nope"),
+        client.post("/api/voice-detection", json=payload(SAMPLE), headers={"x-api-key": API_KEY}),
+        client.post("/api/voice-detection", json=payload(SAMPLE)),
+    ]
+    assert [r.status_code for r in responses] == [200, 404, 200, 401]
+    assert all(r.headers["x-voicecheck-weights"].startswith("random-init") for r in responses)
+
+
+def test_pretrained_graph_answers_without_the_warning(settings: Settings) -> None:
+    with serving(settings) as (client, runtime):
+        runtime.manifest = {**runtime.manifest, "source": {"kind": "pretrained"}}
+        response = client.get("/health")
+    assert response.json()["status"] == "ok"
+    assert "x-voicecheck-weights" not in response.headers
 
 
 def test_openapi_describes_the_contract(client: TestClient) -> None:

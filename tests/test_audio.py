@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from service.audio import SAMPLE_RATE, AudioLimits, decode_audio
 from service.errors import AudioError
 from tests.conftest import DATA, encode, speech
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
@@ -119,3 +125,68 @@ def test_corrupt_sample_values_are_refused(value: float) -> None:
 def test_modest_overs_in_float_files_are_accepted() -> None:
     waveform = decode_audio(encode(speech(1.0) * 6.0, 16_000, "WAV", "FLOAT"))
     assert float(np.max(np.abs(waveform))) > 1.0
+
+
+def test_decoder_notes_stay_out_of_stderr_and_everything_else_reaches_it() -> None:
+    script = (
+        "import ctypes, sys, logging\n"
+        "from service.audio import decode_audio, quiet_decoder_notes\n"
+        "quiet_decoder_notes()\n"
+        "logging.basicConfig()\n"
+        f"decode_audio(open({str(DATA / 'sample-espeak.mp3')!r}, 'rb').read())\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "libc.write(2, b'[src/libmpg123/layer3.c:1] error: a note\\n', 41)\n"
+        "libc.write(2, b'a C library complaint\\n', 22)\n"
+        "logging.getLogger('t').warning('python log line')\n"
+        "import time; time.sleep(0.2)\n"
+    )
+    loud = subprocess.run(
+        [sys.executable, "-c", script.replace("quiet_decoder_notes()\n", "")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    quiet = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert "libmpg123" in loud.stderr
+    assert "libmpg123" not in quiet.stderr
+    assert "a C library complaint" in quiet.stderr
+    assert "python log line" in quiet.stderr
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype"),
+    [
+        ("AIFF", "PCM_16"),
+        ("AU", "PCM_16"),
+        ("CAF", "PCM_16"),
+        ("W64", "PCM_16"),
+        ("RF64", "PCM_16"),
+        ("NIST", "PCM_16"),
+        ("IRCAM", "PCM_16"),
+        ("VOC", "PCM_16"),
+        ("PVF", "PCM_16"),
+        ("MAT5", "PCM_16"),
+        ("PAF", "PCM_16"),
+        ("SVX", "PCM_16"),
+        ("HTK", "PCM_16"),
+        ("SDS", "PCM_16"),
+        ("AVR", "PCM_16"),
+        ("MPC2K", "PCM_16"),
+        ("WVE", "ALAW"),
+    ],
+)
+def test_containers_outside_the_contract_are_refused(fmt: str, subtype: str) -> None:
+    with pytest.raises(AudioError, match="send MP3, WAV, FLAC or OGG"):
+        decode_audio(encode(speech(1.0), SAMPLE_RATE, fmt, subtype))
+
+
+@pytest.mark.parametrize("offset", [0.3, -0.5, 0.99])
+def test_a_constant_offset_is_silence(offset: float) -> None:
+    dc = np.full(2 * SAMPLE_RATE, offset, dtype=np.float32)
+    with pytest.raises(AudioError, match="silent"):
+        decode_audio(encode(dc, SAMPLE_RATE, "WAV"))
+    quiet_tone = dc + 1e-3 * np.sin(np.arange(len(dc)) / 5).astype(np.float32)
+    assert len(decode_audio(encode(quiet_tone, SAMPLE_RATE, "WAV", "FLOAT"))) == len(dc)

@@ -23,12 +23,30 @@ def test_two_stages_on_slim_python() -> None:
     assert all(part.startswith("python:3.11-slim") for part in found.values())
 
 
-def test_export_stage_uses_cpu_torch_and_real_weights_only() -> None:
+def test_export_stage_uses_cpu_torch_and_real_weights_by_default() -> None:
     export = stages()["export"]
-    assert "download.pytorch.org/whl/cpu torch==2.13.0" in export
-    assert "--model facebook/wav2vec2-base" in export
-    assert "--random-init" not in DOCKERFILE
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in export
+    assert '--index-url "$TORCH_INDEX" "$torch"' in export
+    assert re.search(r"^ARG WEIGHTS=pretrained$", DOCKERFILE, flags=re.MULTILINE)
+    assert 'pretrained) source="--model facebook/wav2vec2-base"' in export
     assert "export.calibrate" in export
+
+
+def test_one_corpus_package_list_read_by_dockerfile_serve_and_corpus_builder() -> None:
+    listed = (ROOT / "scripts" / "corpus-packages.txt").read_text().split()
+    assert {"asterisk-core-sounds-en", "asterisk-core-sounds-en-wav", "espeak-ng", "flite"} <= set(listed)
+    for user in (
+        DOCKERFILE,
+        (ROOT / "scripts" / "serve").read_text(),
+        (ROOT / "scripts" / "make-dev-corpus").read_text(),
+    ):
+        assert "corpus-packages.txt" in user
+        assert "asterisk-core-sounds-en-wav" not in user
+
+
+def test_random_weights_image_is_labelled() -> None:
+    runtime = stages()["runtime"]
+    assert 'voicecheck.weights="$WEIGHTS"' in runtime
 
 
 def test_runtime_stage_has_no_torch_runs_as_non_root_and_checks_health() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings, SettingsError
+from service.settings import Settings, SettingsError, create_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,3 +47,23 @@ def test_service_refuses_to_start_without_a_key() -> None:
     )
     assert result.returncode == 2
     assert "API_KEY is not set" in result.stderr
+
+
+def test_generated_key_file_is_private_and_kept_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "config" / "voicecheck" / "api-key"
+    key = create_key_file(path)
+    assert len(key) >= 32
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert create_key_file(path) == key
+    assert Settings.from_env({"API_KEY_FILE": str(path)}).api_key == key
+    assert Settings.from_env({"API_KEY_FILE": str(path), "API_KEY": "explicit"}).api_key == "explicit"
+
+
+def test_key_file_readable_by_others_or_missing_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "api-key"
+    path.write_text("shared-secret\n")
+    path.chmod(0o644)
+    with pytest.raises(SettingsError, match="chmod 600"):
+        Settings.from_env({"API_KEY_FILE": str(path)})
+    with pytest.raises(SettingsError, match="cannot be read"):
+        Settings.from_env({"API_KEY_FILE": str(tmp_path / "absent")})

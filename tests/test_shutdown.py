@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -16,73 +11,38 @@ import numpy as np
 
 from service.settings import DEFAULT_WINDOW_SECONDS
 from tests.conftest import API_KEY, encode, payload, speech
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.live import live_server, wait_until
 
 
-def wait_until(check, seconds: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.02)
-    return False
-
-
-def in_flight(url: str) -> int:
+def queued(url: str) -> int:
+    """Requests whose body has arrived: waiting for, or in, an analysis."""
     for line in httpx.get(f"{url}/metrics", timeout=2).text.splitlines():
-        if line.startswith("voicecheck_in_flight "):
-            return int(line.split()[1]) - 1  # not counting this /metrics request
+        if line.startswith("voicecheck_queued "):
+            return int(line.split()[1])
     return 0
 
 
 def test_sigterm_finishes_the_request_in_flight(tiny_artifacts: Path) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "API_KEY": API_KEY,
-        "ARTIFACTS_DIR": str(tiny_artifacts),
-        "PORT": str(port),
-        "THREADS": "1",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert wait_until(lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200)
+    with live_server(tiny_artifacts) as server:
         body = payload(encode(np.tile(speech(10.0, seed=9), 30), 16_000, "FLAC"), fmt="flac")
         result: dict[str, httpx.Response] = {}
         worker = threading.Thread(
             target=lambda: result.setdefault(
                 "response",
                 httpx.post(
-                    f"{url}/api/voice-detection", json=body, headers={"x-api-key": API_KEY}, timeout=60
+                    f"{server.url}/api/voice-detection", json=body, headers={"x-api-key": API_KEY}, timeout=60
                 ),
             )
         )
         worker.start()
-        assert wait_until(lambda: in_flight(url) >= 1), "the long request never started"
-        server.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: queued(server.url) >= 1), "the long request never started"
+        server.process.send_signal(signal.SIGTERM)
         worker.join(60)
         response = result["response"]
         assert response.status_code == 200
         assert response.json()["status"] == "success"
         assert len(response.json()["segments"]) == 300 / DEFAULT_WINDOW_SECONDS
-        _, log = server.communicate(timeout=30)
+        log = server.stop()
         # uvicorn re-raises the signal once it has shut down, as process managers expect
-        assert server.returncode in (0, -signal.SIGTERM)
+        assert server.process.returncode in (0, -signal.SIGTERM)
         assert "Waiting for application shutdown" in log
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()

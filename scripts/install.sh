@@ -1,0 +1,36 @@
+# Sourced by scripts/serve and scripts/test: a venv holding voicecheck with the given extras, and
+# torch from the CPU wheel index (the default index serves the multi-GB CUDA build).
+TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+index_reachable() {
+  "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
+    "$1" >/dev/null 2>&1
+}
+
+install_cpu_torch() {
+  local requirement
+  requirement=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+  "$VENV/bin/python" -c 'import torch' 2>/dev/null && return 0
+  if index_reachable "$TORCH_INDEX"; then
+    say "installing $requirement from the CPU wheel index $TORCH_INDEX (about 200 MB)"
+    "$VENV/bin/python" -m pip install --progress-bar on --index-url "$TORCH_INDEX" "$requirement"
+  else
+    say "the CPU wheel index $TORCH_INDEX cannot be reached; installing $requirement from the default index (pip prefers a CPU wheel it finds on disk)"
+    "$VENV/bin/python" -m pip install --progress-bar on "$requirement"
+  fi
+}
+
+# install_voicecheck EXTRAS: create $VENV if needed; reinstall when pyproject.toml changed
+install_voicecheck() {
+  local stamp="$VENV/.voicecheck-installed-$1"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then return 0; fi
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  case ",$1," in *,export,*) install_cpu_torch ;; esac
+  say "installing voicecheck[$1] and its dependencies"
+  "$VENV/bin/python" -m pip install --quiet -e ".[$1]"
+  touch "$stamp"
+}

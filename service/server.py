@@ -1,0 +1,165 @@
+"""The HTTP server: uvicorn on its h11 protocol, subclassed for the bounds a public endpoint needs.
+
+uvicorn leaves four of them open, so ``BoundedH11Protocol`` adds them where they live, in the
+connection: a deadline for each request's head (uvicorn times out only idle keep-alive
+connections), a cap on open connections (uvicorn's ``limit_concurrency`` answers in plain text),
+refusal of a request that carries both Content-Length and Transfer-Encoding (RFC 9112 §6.3: a
+proxy may frame it differently, which smuggles requests), and, on shutdown, a prompt answer to
+uploads still arriving. The responses it writes itself have the contract's shape and headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from service.contract import error_body
+from service.middleware import SECURITY_HEADERS
+from service.settings import Settings
+
+MAX_HEADER_BYTES = 16 * 1024
+CONFLICTING_FRAMING = "a request may carry Content-Length or Transfer-Encoding, not both"
+MALFORMED = "malformed HTTP request: send an HTTP/1.1 request line and headers"
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout_seconds: float
+    max_connections: int
+
+
+def raw_error(status: int, message: str) -> bytes:
+    """A complete error response in the contract's shape, for when there is no request to answer."""
+    body = json.dumps(error_body(message)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *SECURITY_HEADERS,
+        (b"x-request-id", uuid.uuid4().hex[:16].encode()),
+    ]
+    head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
+    return head + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
+
+
+class StrictConnection(h11.Connection):
+    """h11, refusing ambiguous framing and remembering why it refused a request."""
+
+    refusal: tuple[int, str] = (400, MALFORMED)
+
+    def next_event(self) -> Any:
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            too_big = exc.error_status_hint == 431
+            self.refusal = (
+                (431, f"request headers are over {MAX_HEADER_BYTES} bytes") if too_big else self.refusal
+            )
+            raise
+        if isinstance(event, h11.Request):
+            names = {name.lower() for name, _ in event.headers}
+            if len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers) > MAX_HEADER_BYTES:
+                self.refusal = (431, f"request headers are over {MAX_HEADER_BYTES} bytes")
+                raise h11.RemoteProtocolError(self.refusal[1], 431)
+            if {b"content-length", b"transfer-encoding"} <= names:
+                self.refusal = (400, CONFLICTING_FRAMING)
+                raise h11.RemoteProtocolError(CONFLICTING_FRAMING)
+        return event
+
+
+class BoundedH11Protocol(H11Protocol):
+    limits: ClassVar[ConnectionLimits]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = self.strict = StrictConnection(h11.SERVER, MAX_HEADER_BYTES)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = False  # whether any of the awaited head has arrived
+        self._head_of: object = None  # the cycle whose head arrived last
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self.refuse(503, "too many open connections; retry in a few seconds")
+            return
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        between_requests = self.cycle is None or self.cycle.response_complete
+        if between_requests and self._head_timer is None:
+            self._await_head()  # the next request's head has begun; idle waits are keep-alive's
+        self._head_bytes = True
+        super().data_received(data)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and self.cycle is not self._head_of:
+            self._head_of = self.cycle
+            self._cancel_head_timer()
+
+    def send_400_response(self, msg: str) -> None:
+        self.refuse(*self.strict.refusal)
+
+    def shutdown(self) -> None:
+        if self.cycle is not None and self.cycle.more_body and not self.cycle.response_started:
+            self.cycle.disconnected = True  # the app's receive() now says the client went away
+            self.cycle.message_event.set()
+            self.refuse(503, "the service is shutting down; retry in a few seconds")
+            return
+        super().shutdown()
+
+    def refuse(self, status: int, message: str) -> None:
+        self.transport.write(raw_error(status, message))
+        self.transport.close()
+
+    def _await_head(self) -> None:
+        self._cancel_head_timer()
+        self._head_bytes = False
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_seconds, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if not self._head_bytes:  # connected and never sent a byte
+            self.transport.close()
+            return
+        seconds = f"{self.limits.header_timeout_seconds:g}"
+        self.refuse(408, f"the request line and headers did not arrive within {seconds} s")
+
+
+def bounded_protocol(limits: ConnectionLimits) -> type[BoundedH11Protocol]:
+    return type("BoundedH11Protocol", (BoundedH11Protocol,), {"limits": limits})
+
+
+def server_config(app: Any, settings: Settings) -> uvicorn.Config:
+    limits = ConnectionLimits(settings.header_timeout_seconds, settings.max_connections)
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=bounded_protocol(limits),
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=5,
+        # in flight at SIGTERM: an analysis ends by its deadline, an upload is answered at once
+        timeout_graceful_shutdown=int(settings.deadline_seconds) + 10,
+    )

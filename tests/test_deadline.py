@@ -1,0 +1,112 @@
+"""The deadline policy: wav2vec2 runs on what the budget affords, and a slow CPU still answers in time."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.detector import EncoderBudget, EncoderPace, detect, spread
+from service.model import Encoder, create_session
+from service.settings import Settings
+from service.verdict import VoteRules
+from tests.conftest import API_KEY, encode, payload, serving, speech
+
+
+class SlowEncoder:
+    """Stands in for wav2vec2 on a slow CPU: ``pace`` wall seconds per second of audio."""
+
+    def __init__(self, pace: float) -> None:
+        self.pace = pace
+        self.seconds: list[float] = []
+
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        self.seconds.append(len(waveform) / 16_000)
+        time.sleep(self.pace * self.seconds[-1])
+        frames = max(2, len(waveform) // 320)
+        return np.random.default_rng(len(waveform)).standard_normal((frames, 8)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def rules(tiny_artifacts: Path) -> VoteRules:
+    return VoteRules.load(tiny_artifacts / "votes.json")
+
+
+@pytest.mark.parametrize(("count", "chosen"), [(6, 1), (6, 2), (6, 3), (6, 6), (6, 9), (1, 1), (7, 0)])
+def test_spread_picks_evenly_spaced_windows(count: int, chosen: int) -> None:
+    picked = spread(count, chosen)
+    assert len(picked) == max(1, min(count, chosen))
+    assert picked == sorted(set(picked))
+    assert all(0 <= i < count for i in picked)
+    if len(picked) > 1:
+        gaps = np.diff(picked)
+        assert gaps.max() - gaps.min() <= 1
+
+
+def test_slow_encoder_answers_by_the_deadline(rules: VoteRules) -> None:
+    slow = SlowEncoder(pace=0.1)  # a 5 s window takes 0.5 s
+    clip = speech(30.0, seed=5)
+    started = time.monotonic()
+    budget = EncoderBudget(deadline=started + 1.8, pace=EncoderPace(0.1))
+    detection = detect(slow, rules, clip, 5.0, budget)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1.8
+    assert len(detection.segments) == 6
+    assert 0 < detection.encoded_seconds < 30.0
+    encoded = [w for w, _ in detection.segments if w.encoded_seconds > 0]
+    assert len(encoded) == len(slow.seconds) < 6
+    skipped = [w for w, _ in detection.segments if w.encoded_seconds == 0]
+    assert all(
+        w.features["hidden_state_variance"] == skipped[0].features["hidden_state_variance"] for w in skipped
+    )
+
+
+def test_a_pace_that_was_too_hopeful_is_corrected_within_one_run(rules: VoteRules) -> None:
+    slow = SlowEncoder(pace=0.2)  # 1 s per window, while the pace says 0.05 s
+    started = time.monotonic()
+    budget = EncoderBudget(deadline=started + 2.6, pace=EncoderPace(0.01))
+    detect(slow, rules, speech(30.0, seed=6), 5.0, budget)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2.6 + 1.0
+    assert len(slow.seconds) < 6
+
+
+def test_budget_too_small_for_a_window_still_encodes_a_shorter_piece(rules: VoteRules) -> None:
+    slow = SlowEncoder(pace=1.0)
+    budget = EncoderBudget(deadline=time.monotonic() + 2.0, pace=EncoderPace(1.0))
+    detection = detect(slow, rules, speech(20.0, seed=7), 5.0, budget)  # type: ignore[arg-type]
+    assert len(slow.seconds) == 1
+    assert 1.0 <= slow.seconds[0] < 5.0
+    assert detection.encoded_seconds == pytest.approx(slow.seconds[0], abs=1e-3)
+
+
+def test_clips_that_fit_are_analysed_exactly_as_without_a_budget(
+    tiny_artifacts: Path, rules: VoteRules
+) -> None:
+    encoder = Encoder(create_session(tiny_artifacts / "model.onnx", threads=1))
+    clip = speech(12.0, seed=8)
+    unbounded = detect(encoder, rules, clip, 5.0)
+    budget = EncoderBudget(deadline=time.monotonic() + 60.0, pace=EncoderPace(0.05))
+    bounded = detect(encoder, rules, clip, 5.0, budget)
+    assert bounded.encoded_seconds == pytest.approx(12.0)
+    assert bounded.verdict == unbounded.verdict
+    allowance = detect(encoder, rules, clip, 5.0, EncoderBudget(audio_seconds=4.0))
+    assert allowance.encoded_seconds == pytest.approx(4.0)
+
+
+def test_the_route_answers_within_the_deadline_on_a_slow_encoder(settings: Settings) -> None:
+    body = payload(encode(speech(40.0, seed=9), 16_000, "FLAC"), fmt="flac")
+    with serving(settings, deadline_seconds=3.0) as (client, runtime):
+        runtime.encoder = SlowEncoder(pace=0.3)  # type: ignore[assignment]
+        runtime.pace = EncoderPace(0.3)
+        started = time.monotonic()
+        response = client.post("/api/voice-detection", json=body, headers={"x-api-key": API_KEY})
+        elapsed = time.monotonic() - started
+        health = client.get("/health").json()
+    assert response.status_code == 200, response.text
+    assert elapsed < 3.0
+    segments = response.json()["segments"]
+    assert len(segments) == 8
+    assert 0 < sum(s["encodedSeconds"] > 0 for s in segments) < 8
+    assert health["deadline_seconds"] == 3.0
+    assert health["encoder_seconds_per_audio_second"] == pytest.approx(0.3, rel=0.2)
