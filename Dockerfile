@@ -14,18 +14,23 @@ RUN apt-get update \
  && grep -v '^#' /tmp/corpus-packages.txt | xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 # CPU-only torch (the default index serves several GB of CUDA); the default index only when the
-# CPU index cannot be reached. Then every other dependency, before the code, so edits rebuild fast.
+# CPU index cannot be reached. Then every other dependency and the corpus, before the code, so
+# that code edits rebuild from the export step on.
 RUN torch=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"') \
- && { pip install --index-url "$TORCH_INDEX" "$torch" || pip install "$torch"; } \
+ && if python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)" "$TORCH_INDEX" 2>/dev/null; \
+    then pip install --index-url "$TORCH_INDEX" "$torch"; \
+    else echo "the CPU wheel index cannot be reached: torch from the default index" >&2; pip install "$torch"; fi \
  && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print('\n'.join(p['dependencies'] + p['optional-dependencies']['export']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
+COPY scripts scripts
+RUN scripts/make-dev-corpus /corpus
+COPY README.md ./
 COPY service service
 COPY export export
-COPY scripts scripts
-RUN pip install --no-deps . && scripts/make-dev-corpus /corpus
+RUN pip install --no-deps .
 # pretrained: the real weights, and the build fails without the model hub; random-init: a smoke build.
 RUN case "$WEIGHTS" in \
       pretrained) source="--model facebook/wav2vec2-base" ;; \
@@ -42,11 +47,13 @@ LABEL org.opencontainers.image.title="voicecheck" \
       voicecheck.weights="$WEIGHTS"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 PORT=8000 ARTIFACTS_DIR=/app/artifacts THREADS=1
-WORKDIR /app
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service service
 COPY export export
-RUN pip install . && useradd --create-home --uid 10001 voicecheck
+# installed, compiled, and the source removed: run from /app, Python imports the compiled package
+RUN pip install . && rm -rf /src && useradd --create-home --uid 10001 voicecheck
+WORKDIR /app
 COPY --from=export /artifacts /app/artifacts
 USER voicecheck
 EXPOSE 8000

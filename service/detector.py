@@ -28,13 +28,17 @@ PACE_WEIGHT = 0.3  # weight of the newest run in the moving average
 
 @dataclass
 class EncoderPace:
-    """Measured encoder speed: wall seconds per second of audio, a moving average over runs."""
+    """Measured encoder speed: wall seconds per second of audio. The first real run replaces the
+    start-up estimate; later ones move a moving average."""
 
     seconds_per_audio_second: float
+    runs: int = 0
 
     def observe(self, audio_seconds: float, wall_seconds: float) -> None:
         latest = wall_seconds / max(audio_seconds, 1e-3)
-        self.seconds_per_audio_second += PACE_WEIGHT * (latest - self.seconds_per_audio_second)
+        weight = PACE_WEIGHT if self.runs else 1.0
+        self.seconds_per_audio_second += weight * (latest - self.seconds_per_audio_second)
+        self.runs += 1
 
 
 @dataclass
@@ -81,10 +85,21 @@ def split_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
     return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
 
 
-def spread(count: int, chosen: int) -> list[int]:
-    """``chosen`` of ``count`` indices, evenly spread (the middle one when only one)."""
-    chosen = max(1, min(count, chosen))
-    return sorted({int((k + 0.5) * count / chosen) for k in range(chosen)})
+def spread_order(count: int) -> list[int]:
+    """Every index below ``count``, ordered so that each prefix is spread evenly over them: the
+    middle, then the quarters, the eighths... (van der Corput's sequence)."""
+    order: list[int] = []
+    k = 0
+    while len(order) < count:
+        k += 1
+        fraction, bit, rest = 0.0, 0.5, k
+        while rest:
+            fraction += bit * (rest & 1)
+            rest, bit = rest >> 1, bit / 2
+        index = int(fraction * count)
+        if index not in order:
+            order.append(index)
+    return order
 
 
 def window_features(
@@ -109,20 +124,18 @@ def window_features(
 def _encode_planned(
     encoder: Encoder, waveform: np.ndarray, spans: list[tuple[int, int]], budget: EncoderBudget
 ) -> dict[int, tuple[float, float]]:
-    """Hidden-state variance and encoded seconds for the windows the budget affords (at least one)."""
-    longest = max(end - start for start, end in spans) / SAMPLE_RATE
-    planned = spread(len(spans), int(min(len(spans), budget.affordable_seconds() / longest)))
+    """Hidden-state variance and encoded seconds of each window the budget affords, taken in
+    ``spread_order``; the first always runs, on its centre when the budget is short of a window."""
     hidden: dict[int, tuple[float, float]] = {}
-    for index in planned:
+    for index in spread_order(len(spans)):
         start, end = spans[index]
-        affordable = budget.affordable_seconds()
-        if hidden and affordable * SAMPLE_RATE < end - start:
-            break  # the pace slowed down since the plan: keep the deadline
-        keep = max(affordable, MIN_ENCODED_SECONDS) * SAMPLE_RATE
-        if keep < end - start:  # only the first gets here: it runs on its centre
-            keep = int(keep)
-            start += (end - start - keep) // 2
-            end = start + keep
+        affordable = budget.affordable_seconds() * SAMPLE_RATE
+        if hidden and affordable < end - start:
+            break
+        keep = max(affordable, MIN_ENCODED_SECONDS * SAMPLE_RATE)
+        if keep < end - start:
+            start += (end - start - int(keep)) // 2
+            end = start + int(keep)
         started = time.monotonic()
         value = hidden_state_variance(encoder(waveform[start:end]))
         seconds = (end - start) / SAMPLE_RATE

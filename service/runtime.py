@@ -112,11 +112,9 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     return Runtime(settings, encoder, rules, manifest, metrics, limiter, rate_limit, pace, uploads, limits)
 
 
-def measure_pace(encoder: Encoder, seconds: float = 1.0) -> EncoderPace:
-    """Two short runs before traffic: the first allocates, the second is timed. A second of audio
-    carries each run's fixed cost, so the pace errs on the slow, safe side until real runs refine it."""
-    silence = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
-    encoder(silence)
+def measure_pace(encoder: Encoder, seconds: float = 0.5) -> EncoderPace:
+    """One run before traffic: it allocates what every run needs, and its time, slower than any
+    later run, stands for the pace until the first request's run replaces it."""
     started = time.perf_counter()
-    encoder(silence)
+    encoder(np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32))
     return EncoderPace((time.perf_counter() - started) / seconds)

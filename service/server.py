@@ -105,7 +105,8 @@ class BoundedH11Protocol(H11Protocol):
 
     def handle_events(self) -> None:
         super().handle_events()
-        if self.cycle is not None and self.cycle is not self._head_of:
+        upgraded = self.transport.get_protocol() is not self  # now a WebSocket: its own limits apply
+        if upgraded or (self.cycle is not None and self.cycle is not self._head_of):
             self._head_of = self.cycle
             self._cancel_head_timer()
 

@@ -26,7 +26,7 @@ def test_two_stages_on_slim_python() -> None:
 def test_export_stage_uses_cpu_torch_and_real_weights_by_default() -> None:
     export = stages()["export"]
     assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in export
-    assert '--index-url "$TORCH_INDEX" "$torch"' in export
+    assert 'pip install --index-url "$TORCH_INDEX" "$torch"' in export
     assert re.search(r"^ARG WEIGHTS=pretrained$", DOCKERFILE, flags=re.MULTILINE)
     assert 'pretrained) source="--model facebook/wav2vec2-base"' in export
     assert "export.calibrate" in export

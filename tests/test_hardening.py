@@ -114,7 +114,7 @@ def test_2_json_amplification_is_refused_before_parsing() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert time.monotonic() - started < 2
-    assert peak < 3 * len(body)  # json.loads alone took 30 times the body
+    assert peak < len(body) // 10  # json.loads alone took 30 times the body
 
 
 def test_2_many_members_are_refused_too() -> None:
