@@ -18,6 +18,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.run import API_KEY, ROOT, memory_kb, mp3_body, service, summary
+from service.audio import quiet_decoder_notes
 
 HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
 
@@ -83,6 +84,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "load.json")
     args = parser.parse_args()
+    quiet_decoder_notes()
     with service(args.artifacts, args.threads, MAX_QUEUE="32", MAX_BODY_BYTES=str(1024 * 1024)) as (
         process,
         url,

@@ -33,7 +33,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.audio import SAMPLE_RATE, decode_audio  # noqa: E402
+from service.audio import SAMPLE_RATE, decode_audio, quiet_decoder_notes  # noqa: E402
 from service.features import normalize_waveform  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "data" / "sample-espeak.mp3"
@@ -402,6 +402,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench")
     parser.add_argument("--skip", nargs="*", default=[], choices=["model", "service", "install", "render"])
     args = parser.parse_args()
+    quiet_decoder_notes()
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": "python " + " ".join(sys.argv),

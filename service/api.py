@@ -69,11 +69,7 @@ async def read_body(request: Request, settings: Settings, take: Callable[[int], 
             async for chunk in request.stream():
                 if len(body) + len(chunk) > limit:
                     raise _too_large(limit)
-                try:
-                    take(len(chunk))
-                except ServiceUnavailable as exc:
-                    exc.close = True
-                    raise
+                take(len(chunk))
                 body += chunk
     except TimeoutError:
         raise ClientError(
@@ -88,7 +84,7 @@ async def read_body(request: Request, settings: Settings, take: Callable[[int], 
 
 
 def _too_large(limit: int) -> ClientError:
-    return ClientError(f"body is larger than the {limit} byte limit", 413, close=True)
+    return ClientError(f"body is larger than the {limit} byte limit", 413)
 
 
 def _ready_runtime(request: Request) -> Runtime:

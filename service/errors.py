@@ -11,7 +11,7 @@ class ClientError(Exception):
     def __init__(self, message: str, status_code: int | None = None, close: bool = False) -> None:
         super().__init__(message)
         self.message = message
-        self.close = close  # the body was not read to its end: the connection cannot be reused
+        self.close = close  # the client stalled mid-body: the connection cannot be reused
         if status_code is not None:
             self.status_code = status_code
 

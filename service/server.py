@@ -99,7 +99,7 @@ class BoundedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         between_requests = self.cycle is None or self.cycle.response_complete
         if between_requests and self._head_timer is None:
-            self._await_head()  # the next request's head has begun; idle waits are keep-alive's
+            self._await_head()  # the next head (or an answered body) is arriving; idle is keep-alive's
         self._head_bytes = True
         super().data_received(data)
 
@@ -139,7 +139,9 @@ class BoundedH11Protocol(H11Protocol):
         self._head_timer = None
         if self.transport.is_closing():
             return
-        if not self._head_bytes:  # connected and never sent a byte
+        # connected and never sent a byte, or still sending the body of a request already answered
+        # (a 413 or 503 before the body was read: uvicorn discards the rest, for this long)
+        if not self._head_bytes or self.conn.their_state is h11.SEND_BODY:
             self.transport.close()
             return
         seconds = f"{self.limits.header_timeout_seconds:g}"

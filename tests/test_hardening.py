@@ -29,6 +29,7 @@ def server(tiny_artifacts: Path) -> Iterator[LiveServer]:
         BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
         HEADER_TIMEOUT_SECONDS="2",
         MAX_CONNECTIONS="24",
+        MAX_BODY_BYTES=str(1 << 20),
     ) as running:
         yield running
 
@@ -134,6 +135,20 @@ def test_3_content_length_with_chunked_is_refused_and_closed(server: LiveServer)
     headers = assert_contract_error(raw, 400, "not both")
     assert headers["connection"] == "close"
     assert raw.count(b"HTTP/1.1") == 1, "the smuggled request was answered"
+
+
+def test_an_answered_oversized_body_is_drained_so_the_client_reads_the_413(server: LiveServer) -> None:
+    sock = connect(server)
+    body = b" " * (2 << 20)
+    sock.sendall(
+        b"POST /api/voice-detection HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"x-api-key: {API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    sock.settimeout(5)
+    code, _, answer = split_response(sock.recv(65536))
+    assert code == 413
+    assert b"byte limit" in answer
 
 
 def test_4_trailing_slash_is_a_404_not_a_redirect_to_the_host_header(server: LiveServer) -> None:
