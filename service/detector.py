@@ -9,9 +9,9 @@ import numpy as np
 
 from service.audio import SAMPLE_RATE
 from service.errors import AudioError
-from service.features import FEATURE_NAMES, hidden_state_variance, signal_features
 from service.model import Encoder
 from service.verdict import Verdict, VoteRules
+from service.votes import HIDDEN_MEASUREMENTS, SIGNAL_MEASUREMENTS, hidden_measurements, signal_measurements
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ def window_features(encoder: Encoder, waveform: np.ndarray, window_seconds: floa
     windows = []
     for start, end in split_windows(len(waveform), window_seconds):
         piece = waveform[start:end]
-        features = signal_features(piece)
-        features["hidden_state_variance"] = hidden_state_variance(encoder(piece))
+        features = signal_measurements(piece)
+        features.update(hidden_measurements(encoder(piece)))
         if not all(math.isfinite(value) for value in features.values()):
             seconds = f"{start / SAMPLE_RATE:.1f}-{end / SAMPLE_RATE:.1f} s"
             raise AudioError(f"audio could not be analysed at {seconds}")
@@ -49,12 +49,14 @@ def window_features(encoder: Encoder, waveform: np.ndarray, window_seconds: floa
 
 
 def clip_features(windows: list[Window]) -> dict[str, float]:
-    """Duration-weighted mean of the window features."""
-    weights = np.array([w.end - w.start for w in windows])
-    return {
-        name: float(np.average([w.features[name] for w in windows], weights=weights))
-        for name in FEATURE_NAMES
-    }
+    """Duration-weighted mean of the window measurements (hidden ones over the encoded windows)."""
+    out = {}
+    for names in (SIGNAL_MEASUREMENTS, HIDDEN_MEASUREMENTS):
+        present = [w for w in windows if names[0] in w.features]
+        weights = np.array([w.end - w.start for w in present])
+        for name in names:
+            out[name] = float(np.average([w.features[name] for w in present], weights=weights))
+    return out
 
 
 def detect(encoder: Encoder, rules: VoteRules, waveform: np.ndarray, window_seconds: float) -> Detection:
