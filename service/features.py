@@ -217,9 +217,9 @@ def _cepstral_peak_prominence(a: SignalAnalysis) -> float:
     quefrency = np.arange(FFT // 2)
     low, high = int(SAMPLE_RATE / 400), int(SAMPLE_RATE / 62.5)
     window = cepstrum[:, low:high]
-    peak_at = window.argmax(axis=1) + low
-    slope, intercept = np.polyfit(quefrency[low:high], window.T, 1)
-    baseline = slope * peak_at + intercept
+    q = quefrency[low:high] - quefrency[low:high].mean()
+    slope = window @ q / (q @ q)  # least-squares line per frame, in closed form
+    baseline = window.mean(axis=1) + slope * (window.argmax(axis=1) - q.size / 2 + 0.5)
     return float(np.median(window.max(axis=1) - baseline))
 
 
