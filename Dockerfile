@@ -4,9 +4,9 @@
 
 FROM python:3.11-slim-bookworm AS export
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY scripts/corpus-packages.txt /tmp/corpus-packages.txt
 RUN apt-get update \
- && apt-get install -y --no-install-recommends espeak-ng flite lame sox ffmpeg \
-      asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 alsa-utils \
+ && xargs -a /tmp/corpus-packages.txt apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -15,12 +15,12 @@ COPY export export
 COPY scripts scripts
 # CPU-only torch (the default wheel pulls in several GB of CUDA)
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
- && pip install ".[export]"
+ && pip install ".[export,corpus]"
 RUN scripts/make-dev-corpus /corpus
 # Real pretrained weights only: with no model hub this step fails, and so does the build.
 RUN python -m export --model facebook/wav2vec2-base --calibration /corpus --out /artifacts
-RUN python -m export.calibrate /corpus --artifacts /artifacts \
- && python -m export.evaluate /corpus --artifacts /artifacts --robustness 100
+RUN python -m export.calibrate /corpus --artifacts /artifacts --cache /corpus/measurements.npz \
+ && python -m export.evaluate /corpus --artifacts /artifacts --cache /corpus/measurements.npz --robustness 100
 
 FROM python:3.11-slim-bookworm AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
