@@ -104,3 +104,27 @@ def test_five_minute_clip_uses_bounded_memory(encoder: Encoder, tiny_artifacts: 
     assert len(detection.segments) == 30
     assert detection.seconds == pytest.approx(300.0)
     assert peak < 60 * 1024 * 1024, f"peak traced memory {peak / 1e6:.0f} MB"
+
+
+def test_clip_measurements_average_hidden_ones_over_the_encoded_windows_only() -> None:
+    """The deadline policy may encode only some windows: signal measurements are averaged over
+    every window, hidden ones over the windows that were encoded, both weighted by duration."""
+    from service.detector import Window, clip_features
+    from service.votes import HIDDEN_MEASUREMENTS, SIGNAL_MEASUREMENTS
+
+    def window(start: float, end: float, signal: float, hidden: float | None) -> Window:
+        values = dict.fromkeys(SIGNAL_MEASUREMENTS, signal)
+        if hidden is not None:
+            values.update(dict.fromkeys(HIDDEN_MEASUREMENTS, hidden))
+        return Window(start, end, values)
+
+    clip = clip_features([window(0, 5, 1.0, 10.0), window(5, 10, 3.0, None), window(10, 12.5, 4.0, 40.0)])
+    assert clip[SIGNAL_MEASUREMENTS[0]] == pytest.approx((5 * 1 + 5 * 3 + 2.5 * 4) / 12.5)
+    assert clip[HIDDEN_MEASUREMENTS[0]] == pytest.approx((5 * 10 + 2.5 * 40) / 7.5)
+
+
+def test_readme_describes_every_vote_of_the_registry() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## How it decides") : readme.index("## Export")]
+    for spec in VOTES:
+        assert f"| {spec.label.removeprefix('wav2vec2 ')} |" in section, spec.label
