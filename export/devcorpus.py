@@ -66,7 +66,7 @@ HUMAN, AI = "HUMAN", "AI_GENERATED"
 MIN_S, MAX_S = 0.8, 12.0
 CHANNELS = ("clean", "band8k", "gsm", "ulaw", "alaw", "opus12k", "mp3-24k", "noise", "reverb")
 SMALL_GROUP_COPIES = 3
-RESYNTH = ("world", "griffinlim", "lpc")
+RESYNTH = ("world", "griffinlim", "lpc")  # the default; "pitchshift" (sox WSOLA) is available too
 
 
 class CorpusError(Exception):
@@ -259,10 +259,23 @@ def lpc_vocoder(x: np.ndarray, rng: random.Random) -> np.ndarray:
     return out[: len(x)]
 
 
+def pitch_shift(x: np.ndarray, rng: random.Random) -> np.ndarray:
+    """sox's WSOLA pitch shift by 3-6 semitones up or down, at a slightly changed tempo."""
+    cents = rng.choice((-1, 1)) * rng.randint(300, 600)
+    raw = ("-t", "raw", "-r", str(RATE), "-e", "floating-point", "-b", "32", "-c", "1")
+    tempo = f"{rng.uniform(0.9, 1.1):.2f}"
+    out = run(
+        ["sox", *raw, "-", *raw, "-", "pitch", str(cents), "tempo", "-s", tempo],
+        x.astype(np.float32).tobytes(),
+    )
+    return np.frombuffer(out, dtype=np.float32).astype(np.float64)
+
+
 RESYNTHESISERS: dict[str, Callable[[np.ndarray, random.Random], np.ndarray]] = {
     "world": world,
     "griffinlim": griffin_lim,
     "lpc": lpc_vocoder,
+    "pitchshift": pitch_shift,
 }
 
 
@@ -395,14 +408,16 @@ def synthetic_items(prompts: dict[str, str], rng: random.Random, per_voice: int)
     return items
 
 
-def resynth_items(humans: list[Item], rng: random.Random, per_vocoder: int) -> list[Item]:
+def resynth_items(
+    humans: list[Item], rng: random.Random, per_vocoder: int, vocoders: Sequence[str] = RESYNTH
+) -> list[Item]:
     """Each vocoder resynthesises clips drawn round-robin from every human group."""
     by_group: dict[str, list[Item]] = {}
     for item in humans:
         if item.seed == 0:
             by_group.setdefault(item.group, []).append(item)
     items = []
-    for vocoder in RESYNTH:
+    for vocoder in vocoders:
         pools = {g: rng.sample(v, len(v)) for g, v in sorted(by_group.items())}
         chosen: list[Item] = []
         while len(chosen) < per_vocoder and any(pools.values()):
@@ -424,12 +439,20 @@ def resynth_items(humans: list[Item], rng: random.Random, per_vocoder: int) -> l
 
 
 def build(
-    out_dir: Path, seed: int, jobs: int, allison: int, per_voice: int, per_vocoder: int
+    out_dir: Path,
+    seed: int,
+    jobs: int,
+    allison: int,
+    per_voice: int,
+    per_vocoder: int,
+    vocoders: Sequence[str] = RESYNTH,
 ) -> list[Rendered]:
     rng = random.Random(seed)
     prompts = load_prompts()
     humans = human_items(prompts, rng, allison)
-    items = humans + synthetic_items(prompts, rng, per_voice) + resynth_items(humans, rng, per_vocoder)
+    items = (
+        humans + synthetic_items(prompts, rng, per_voice) + resynth_items(humans, rng, per_vocoder, vocoders)
+    )
     done: list[Rendered] = []
     with tempfile.TemporaryDirectory(prefix="devcorpus-") as tmp, ThreadPoolExecutor(jobs) as pool:
         for number, result in enumerate(pool.map(lambda it: render(it, out_dir, Path(tmp)), items), 1):
@@ -468,6 +491,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--per-voice", type=int, default=15, help="clips per espeak-ng voice, twice that per flite voice (15)"
     )
     ap.add_argument("--per-vocoder", type=int, default=80, help="resynthesised clips per vocoder (80)")
+    ap.add_argument(
+        "--vocoders",
+        default=",".join(RESYNTH),
+        help=f"resynthesis families, of {', '.join(RESYNTHESISERS)} (default: %(default)s)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args(argv)
@@ -480,7 +508,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         check_setup()
-        clips = build(stage, args.seed, args.jobs, args.allison, args.per_voice, args.per_vocoder)
+        vocoders = [v for v in args.vocoders.split(",") if v]
+        if unknown := sorted(set(vocoders) - set(RESYNTHESISERS)):
+            raise CorpusError(f"unknown vocoders {unknown}; choose from {', '.join(RESYNTHESISERS)}")
+        clips = build(stage, args.seed, args.jobs, args.allison, args.per_voice, args.per_vocoder, vocoders)
         write_labels(clips, stage)
         stage.chmod(0o755)
         if out.exists():

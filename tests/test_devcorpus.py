@@ -31,13 +31,18 @@ def test_builder_reads_no_reserved_source() -> None:
     assert all("/en/" in p for p in devcorpus.FILLETS_GROUPS.values())
 
 
-@pytest.mark.parametrize("name", devcorpus.RESYNTH)
+@pytest.mark.parametrize("name", sorted(devcorpus.RESYNTHESISERS))
 def test_resynthesis_keeps_length_and_changes_the_signal(name: str) -> None:
     pytest.importorskip("pyworld")
     pytest.importorskip("scipy")
+    if name == "pitchshift" and shutil.which("sox") is None:
+        pytest.skip("needs sox")
     clip = speech_like(1.5, seed=3, natural=True).astype(np.float64)
     out = devcorpus.RESYNTHESISERS[name](clip, random.Random(0))
-    assert abs(len(out) - len(clip)) <= 320
+    slack = (
+        0.12 * len(clip) if name == "pitchshift" else 320
+    )  # pitchshift also changes the tempo by up to 10 %
+    assert abs(len(out) - len(clip)) <= slack
     assert np.all(np.isfinite(out))
     assert np.std(out) > 1e-3
     n = min(len(out), len(clip))
