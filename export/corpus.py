@@ -13,9 +13,9 @@ import numpy as np
 
 from service.audio import decode_audio
 from service.detector import EncoderBudget, clip_features, window_features
-from service.features import FEATURE_NAMES
 from service.model import Encoder
 from service.verdict import AI, LABELS
+from service.votes import MEASUREMENTS
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,13 @@ class Clip:
     label: str
     group: str
     language: str
+    family: str = ""  # generator kind ("human", "espeak", "world", ...); the group when not given
 
 
 @dataclass(frozen=True)
 class FeatureTable:
     clips: tuple[Clip, ...]
-    values: np.ndarray  # clips x FEATURE_NAMES
+    values: np.ndarray  # clips x MEASUREMENTS
 
     @property
     def is_ai(self) -> np.ndarray:
@@ -39,15 +40,25 @@ class FeatureTable:
     def groups(self) -> list[str]:
         return [clip.group for clip in self.clips]
 
+    @property
+    def families(self) -> list[str]:
+        return [clip.family or clip.group for clip in self.clips]
+
     def row(self, index: int) -> dict[str, float]:
-        return dict(zip(FEATURE_NAMES, self.values[index].tolist(), strict=True))
+        return dict(zip(MEASUREMENTS, self.values[index].tolist(), strict=True))
+
+    def subset(self, keep: np.ndarray) -> FeatureTable:
+        return FeatureTable(tuple(c for c, k in zip(self.clips, keep, strict=True) if k), self.values[keep])
 
 
 def read_labels(data_dir: Path) -> list[Clip]:
     path = data_dir / "labels.csv"
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    clips = [Clip(data_dir / r["path"], r["label"], r["group"], r.get("language") or "") for r in rows]
+    clips = [
+        Clip(data_dir / r["path"], r["label"], r["group"], r.get("language") or "", r.get("family") or "")
+        for r in rows
+    ]
     bad = sorted({c.label for c in clips} - set(LABELS))
     if bad:
         raise ValueError(f"{path}: labels must be {' or '.join(LABELS)}; found {bad}")
@@ -59,11 +70,11 @@ def read_labels(data_dir: Path) -> list[Clip]:
 def feature_row(
     encoder: Encoder, waveform: np.ndarray, window_seconds: float, max_encoded_seconds: float = math.inf
 ) -> list[float]:
-    """The clip's five features in FEATURE_NAMES order, exactly as the service computes them when
+    """The clip's measurements in MEASUREMENTS order, exactly as the service computes them when
     its deadline affords wav2vec2 ``max_encoded_seconds`` of the clip."""
     budget = EncoderBudget(audio_seconds=max_encoded_seconds)
     features = clip_features(window_features(encoder, waveform, window_seconds, budget))
-    return [features[name] for name in FEATURE_NAMES]
+    return [features[name] for name in MEASUREMENTS]
 
 
 def compute_features(
@@ -71,7 +82,29 @@ def compute_features(
     encoder: Encoder,
     window_seconds: float,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    cache: Path | None = None,
     max_encoded_seconds: float = math.inf,
+) -> FeatureTable:
+    """Measurements of every clip; with ``cache``, reuse (and write) an .npz computed for the same
+    clips, graph, window length and encoder allowance (the caller puts the graph's identity in the
+    file name)."""
+    key = np.array([f"{c.path}|{window_seconds}|{max_encoded_seconds}" for c in clips] + list(MEASUREMENTS))
+    if cache is not None and transform is None and cache.is_file():
+        stored = np.load(cache)
+        if np.array_equal(stored["key"], key):
+            return FeatureTable(tuple(clips), stored["values"])
+    table = _compute(clips, encoder, window_seconds, transform, max_encoded_seconds)
+    if cache is not None and transform is None:
+        np.savez(cache, key=key, values=table.values)
+    return table
+
+
+def _compute(
+    clips: list[Clip],
+    encoder: Encoder,
+    window_seconds: float,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    max_encoded_seconds: float,
 ) -> FeatureTable:
     rows = []
     for number, clip in enumerate(clips, 1):

@@ -191,7 +191,8 @@ def provisional_votes(encoder: Encoder, graph_sha256: str, seed: int) -> VoteRul
         "graph_sha256": graph_sha256,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return fit_votes(values, is_ai, provenance, calibrated=False)
+    groups = [f"toy-{i}" for i in range(len(clips))]  # each toy clip its own "speaker"
+    return fit_votes(values, is_ai, groups, provenance, calibrated=False)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The perturbations a verdict must survive: level changes, white noise, low-bitrate re-encoding."""
+"""The perturbations a verdict must survive: level changes, white noise, low-bitrate re-encoding,
+a telephone channel (8 kHz and back)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from service.audio import SAMPLE_RATE, decode_audio
 
@@ -29,6 +31,11 @@ def white_noise_20db(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(clip + noise, dtype=np.float32)
 
 
+def telephone_8k(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    narrow = soxr.resample(clip, SAMPLE_RATE, 8_000)
+    return np.asarray(soxr.resample(narrow, 8_000, SAMPLE_RATE)[: len(clip)], dtype=np.float32)
+
+
 def _gain(db: float) -> Perturbation:
     return lambda clip, rng: np.asarray(clip * 10 ** (db / 20), dtype=np.float32)
 
@@ -38,4 +45,5 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "+6 dB": _gain(6.0),
     "20 dB SNR white noise": white_noise_20db,
     "32 kbit/s MP3": recoded_32k,
+    "8 kHz telephone band": telephone_8k,
 }

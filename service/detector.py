@@ -15,11 +15,10 @@ import numpy as np
 
 from service.audio import SAMPLE_RATE
 from service.errors import AudioError
-from service.features import FEATURE_NAMES, hidden_state_variance, signal_features
 from service.model import Encoder
 from service.verdict import Verdict, VoteRules
+from service.votes import hidden_measurements, signal_measurements
 
-HIDDEN = "hidden_state_variance"
 MIN_ENCODED_SECONDS = 1.0  # the least audio wav2vec2 always gets, even past the budget
 PACE_MARGIN = 1.25  # the pace is a moving average: plan for runs this much slower
 RESERVE_SECONDS = 0.5  # kept back for building and sending the answer
@@ -106,14 +105,15 @@ def window_features(
     encoder: Encoder, waveform: np.ndarray, window_seconds: float, budget: EncoderBudget | None = None
 ) -> list[Window]:
     spans = split_windows(len(waveform), window_seconds)
-    signal = [signal_features(waveform[start:end]) for start, end in spans]
+    signal = [signal_measurements(waveform[start:end]) for start, end in spans]
     hidden = _encode_planned(encoder, waveform, spans, budget or EncoderBudget())
-    lengths = [spans[index][1] - spans[index][0] for index in hidden]
-    fallback = float(np.average([value for value, _ in hidden.values()], weights=lengths))
+    fallback = _weighted_mean(
+        [measured for measured, _ in hidden.values()], [spans[index][1] - spans[index][0] for index in hidden]
+    )
     windows = []
     for index, ((start, end), features) in enumerate(zip(spans, signal, strict=True)):
-        value, seconds = hidden.get(index, (fallback, 0.0))
-        features[HIDDEN] = value
+        measured, seconds = hidden.get(index, (fallback, 0.0))
+        features.update(measured)
         if not all(math.isfinite(v) for v in features.values()):
             where = f"{start / SAMPLE_RATE:.1f}-{end / SAMPLE_RATE:.1f} s"
             raise AudioError(f"audio could not be analysed at {where}")
@@ -123,10 +123,10 @@ def window_features(
 
 def _encode_planned(
     encoder: Encoder, waveform: np.ndarray, spans: list[tuple[int, int]], budget: EncoderBudget
-) -> dict[int, tuple[float, float]]:
-    """Hidden-state variance and encoded seconds of each window the budget affords, taken in
+) -> dict[int, tuple[dict[str, float], float]]:
+    """Hidden-state measurements and encoded seconds of each window the budget affords, taken in
     ``spread_order``; the first always runs, on its centre when the budget is short of a window."""
-    hidden: dict[int, tuple[float, float]] = {}
+    hidden: dict[int, tuple[dict[str, float], float]] = {}
     for index in spread_order(len(spans)):
         start, end = spans[index]
         affordable = budget.affordable_seconds() * SAMPLE_RATE
@@ -137,21 +137,23 @@ def _encode_planned(
             start += (end - start - int(keep)) // 2
             end = start + int(keep)
         started = time.monotonic()
-        value = hidden_state_variance(encoder(waveform[start:end]))
+        measured = hidden_measurements(encoder(waveform[start:end]))
         seconds = (end - start) / SAMPLE_RATE
         budget.spend(seconds, time.monotonic() - started)
-        hidden[index] = (value, seconds)
+        hidden[index] = (measured, seconds)
     return hidden
 
 
+def _weighted_mean(rows: list[dict[str, float]], weights: list[int]) -> dict[str, float]:
+    return {name: float(np.average([row[name] for row in rows], weights=weights)) for name in rows[0]}
+
+
 def clip_features(windows: list[Window]) -> dict[str, float]:
-    """Duration-weighted mean of the window features. Windows wav2vec2 skipped carry the encoded
-    windows' weighted mean, so the hidden state's clip value is the mean over the encoded ones."""
-    weights = np.array([w.end - w.start for w in windows])
-    return {
-        name: float(np.average([w.features[name] for w in windows], weights=weights))
-        for name in FEATURE_NAMES
-    }
+    """Duration-weighted mean of the window measurements. Windows wav2vec2 skipped carry the
+    encoded windows' weighted means, so the hidden-state values are the means over those."""
+    return _weighted_mean(
+        [w.features for w in windows], [round((w.end - w.start) * SAMPLE_RATE) for w in windows]
+    )
 
 
 def detect(

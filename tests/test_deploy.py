@@ -38,7 +38,7 @@ def test_one_corpus_package_list_read_by_dockerfile_serve_and_corpus_builder() -
     for user in (
         DOCKERFILE,
         (ROOT / "scripts" / "serve").read_text(),
-        (ROOT / "scripts" / "make-dev-corpus").read_text(),
+        (ROOT / "export" / "devcorpus.py").read_text(),
     ):
         assert "corpus-packages.txt" in user
         assert "asterisk-core-sounds-en-wav" not in user

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from service.detector import detect, split_windows, window_features
-from service.features import FEATURE_NAMES, hidden_state_variance, signal_features
+from service.features import hidden_measurements, telephone_band
 from service.model import Encoder, create_session
 from service.verdict import VoteRules
+from service.votes import MEASUREMENTS, VOTES, signal_measurements
 from tests.conftest import speech
 
 
@@ -29,25 +30,57 @@ def test_features_and_votes_do_not_change_with_loudness(
     rules = VoteRules.load(tiny_artifacts / "votes.json")
     [original] = window_features(encoder, clip, 10.0)
     [scaled] = window_features(encoder, clip * gain, 10.0)
-    for name in FEATURE_NAMES:
-        assert scaled.features[name] == pytest.approx(original.features[name], rel=1e-3, abs=1e-6)
+    assert set(original.features) == set(MEASUREMENTS)
+    for name in MEASUREMENTS:
+        assert scaled.features[name] == pytest.approx(original.features[name], rel=1e-3, abs=1e-4), name
     assert [v.supports for v in rules.decide(scaled.features).votes] == [
         v.supports for v in rules.decide(original.features).votes
     ]
 
 
-def test_features_tell_the_toy_classes_apart() -> None:
-    natural = signal_features(speech(4.0, seed=11, natural=True))
-    plain = signal_features(speech(4.0, seed=11, natural=False))
-    assert natural != plain
+def test_measurements_tell_the_toy_classes_apart() -> None:
+    natural = signal_measurements(speech(4.0, seed=11, natural=True))
+    plain = signal_measurements(speech(4.0, seed=11, natural=False))
     assert all(np.isfinite(list(natural.values())))
+    assert natural["jitter"] > plain["jitter"]  # the toy "people" wobble in pitch, plain synthesis does not
+    assert natural["aperiodicity"] > plain["aperiodicity"]  # and breathe noise into the voice
 
 
-def test_hidden_state_variance_is_a_share() -> None:
+def test_registry_computes_exactly_its_measurements() -> None:
+    computed = signal_measurements(speech(2.0, seed=2))
+    computed.update(hidden_measurements(np.random.default_rng(0).standard_normal((99, 16))))
+    assert list(computed) == list(MEASUREMENTS)
+    assert len(set(MEASUREMENTS)) == len(MEASUREMENTS)
+    assert [v.name for v in VOTES] == [
+        "audio_energy",
+        "audio_variance",
+        "zero_crossing_rate",
+        "temporal_variation",
+        "hidden_state_variance",
+    ]
+
+
+def test_measurements_ignore_content_above_the_telephone_band() -> None:
+    """Bandwidth must not tell the classes apart: 8 kHz channels and 16 kHz ones look alike."""
+    clip = speech(3.0, seed=5).astype(np.float64)
+    spectrum = np.fft.rfft(np.random.default_rng(1).standard_normal(len(clip)) * 0.05)
+    spectrum[np.fft.rfftfreq(len(clip), 1 / 16_000) < 4_000] = 0
+    high_hiss = np.fft.irfft(spectrum, n=len(clip))  # only content above 4 kHz
+    assert np.allclose(telephone_band(high_hiss), 0.0, atol=1e-9)
+    before, after = signal_measurements(clip), signal_measurements(clip + high_hiss)
+    for name, value in before.items():
+        assert after[name] == pytest.approx(value, rel=0.05, abs=0.05), name
+
+
+def test_hidden_measurements_are_order_free_shares() -> None:
     rng = np.random.default_rng(0)
-    constant = np.ones((50, 8))
-    assert hidden_state_variance(constant) == pytest.approx(0.0, abs=1e-9)
-    assert 0.0 < hidden_state_variance(rng.standard_normal((50, 8))) <= 1.0
+    hidden = rng.standard_normal((50, 8)) + rng.standard_normal(8)
+    shuffled = hidden[:, rng.permutation(8)]
+    assert hidden_measurements(shuffled) == pytest.approx(hidden_measurements(hidden))
+    constant = hidden_measurements(np.ones((50, 8)))
+    assert constant["hidden_variance_share"] == pytest.approx(0.0, abs=1e-9)
+    assert 0.0 < hidden_measurements(hidden)["hidden_variance_share"] <= 1.0
+    assert hidden_measurements(hidden * 7.0) == pytest.approx(hidden_measurements(hidden))
 
 
 @pytest.mark.parametrize("seconds", [0.5, 9.9, 10.0, 10.1, 25.0, 300.0])
@@ -71,3 +104,10 @@ def test_five_minute_clip_uses_bounded_memory(encoder: Encoder, tiny_artifacts: 
     assert len(detection.segments) == 30
     assert detection.seconds == pytest.approx(300.0)
     assert peak < 60 * 1024 * 1024, f"peak traced memory {peak / 1e6:.0f} MB"
+
+
+def test_readme_describes_every_vote_of_the_registry() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## How it decides") : readme.index("## Export")]
+    for spec in VOTES:
+        assert f"| {spec.label.removeprefix('wav2vec2 ')} |" in section, spec.label

@@ -1,64 +1,123 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
-from service.features import FEATURE_NAMES
-from service.verdict import AI, HUMAN, VoteRules, VotesFileError
+from service.verdict import AI, HUMAN, Z_CLIP, VoteRules, VotesFileError, combined_probability, sigmoid
+from service.votes import MEASUREMENTS, VOTES
 
 
-def rules_json(probabilities: list[float] | None = None) -> dict[str, object]:
+def rules_json(slope: float = 1.0, intercept: float = 0.0) -> dict[str, object]:
+    """Each vote's logit is 2 * its first measurement (mean 0, scale 1); the others weigh nothing."""
     return {
         "calibrated": True,
         "votes": [
-            {"feature": name, "threshold": 1.0, "ai_when": "above" if i % 2 else "below", "scale": 0.5}
-            for i, name in enumerate(FEATURE_NAMES)
+            {
+                "name": spec.name,
+                "measurements": list(spec.measurements),
+                "mean": [0.0] * len(spec.measurements),
+                "scale": [1.0] * len(spec.measurements),
+                "weights": [2.0] + [0.0] * (len(spec.measurements) - 1),
+                "quadratic": [0.0] * len(spec.measurements),
+                "bias": 0.0,
+            }
+            for spec in VOTES
         ],
-        "ai_probability_by_count": probabilities or [0.02, 0.1, 0.3, 0.7, 0.9, 0.98],
+        "combine": {"slope": slope, "intercept": intercept},
         "provenance": {"graph_sha256": "x"},
     }
 
 
-def features(ai_names: set[str]) -> dict[str, float]:
-    """Values that put exactly the named features on the AI side."""
-    values = {}
-    for i, name in enumerate(FEATURE_NAMES):
-        ai_above = i % 2 == 1
-        wants_ai = name in ai_names
-        values[name] = 1.5 if ai_above == wants_ai else 0.5
+def features(ai_names: set[str], strength: float = 1.0) -> dict[str, float]:
+    """Measurements that put exactly the named votes on the AI side."""
+    values = dict.fromkeys(MEASUREMENTS, 0.0)
+    for spec in VOTES:
+        values[spec.measurements[0]] = strength if spec.name in ai_names else -strength
     return values
 
 
 @pytest.mark.parametrize("ai_count", range(6))
-def test_majority_decides_and_confidence_is_the_returned_class_probability(ai_count: int) -> None:
-    rules = VoteRules.from_json(rules_json())
-    verdict = rules.decide(features(set(FEATURE_NAMES[:ai_count])))
+def test_majority_decides_and_confidence_never_contradicts_it(ai_count: int) -> None:
+    rules = VoteRules.from_json(rules_json(slope=3.0, intercept=-1.0))
+    verdict = rules.decide(features({v.name for v in VOTES[:ai_count]}))
     assert sum(v.supports == AI for v in verdict.votes) == ai_count
     assert verdict.classification == (AI if ai_count >= 3 else HUMAN)
-    probability = rules.ai_probability_by_count[ai_count]
-    expected = probability if verdict.classification == AI else 1 - probability
+    assert verdict.confidence >= 0.5
+    assert (verdict.ai_probability >= 0.5) == (verdict.classification == AI)
+    expected = verdict.ai_probability if verdict.classification == AI else 1 - verdict.ai_probability
     assert verdict.confidence == pytest.approx(expected)
 
 
-def test_explanation_names_the_deciding_signals_and_their_values() -> None:
+def test_vote_probability_is_the_logistic_of_the_standardised_clipped_measurements() -> None:
+    raw = rules_json()
+    rest = len(VOTES[0].measurements) - 1
+    raw["votes"][0].update(mean=[1.0] + [0.0] * rest, scale=[0.5] + [1.0] * rest, bias=0.3)  # type: ignore[index]
+    rules = VoteRules.from_json(raw)
+    values = features(set())
+    first = VOTES[0].measurements[0]
+    values[first] = 1.25  # z = 0.5
+    vote = rules.decide(values).votes[0]
+    assert vote.probability == pytest.approx(sigmoid(0.3 + 2.0 * 0.5))
+    values[first] = 1e6  # far outside anything seen: the z-score is clipped
+    assert rules.decide(values).votes[0].probability == pytest.approx(sigmoid(0.3 + 2.0 * Z_CLIP))
+    raw["votes"][0]["quadratic"] = [0.5] + [0.0] * rest  # type: ignore[index]
+    values[first] = 0.0  # z = -2: the squared term adds 0.5 * 4
+    vote = VoteRules.from_json(raw).decide(values).votes[0]
+    assert vote.probability == pytest.approx(sigmoid(0.3 - 4.0 + 2.0))
+
+
+def test_combined_probability_is_platt_on_the_mean_logit_held_to_the_majority() -> None:
+    logits = [2.0, 1.0, 1.0, -3.0, -3.0]  # majority AI, mean logit -0.4
+    assert combined_probability((1.0, 0.0), logits, AI) == 0.5
+    assert combined_probability((1.0, 0.0), logits, HUMAN) == pytest.approx(sigmoid(-0.4))
+    assert combined_probability((2.0, 1.0), [1.0] * 5, AI) == pytest.approx(sigmoid(3.0))
+    assert sigmoid(-800.0) == 0.0
+    assert sigmoid(800.0) == 1.0
+    assert math.isclose(sigmoid(0.0), 0.5)
+
+
+def test_explanation_names_the_deciding_votes_with_probability_and_leading_measurement() -> None:
     rules = VoteRules.from_json(rules_json())
-    values = features({"zero_crossing_rate", "temporal_variation", "audio_energy", "audio_variance"})
-    values["temporal_variation"] = 3.5  # the strongest AI vote, far above its threshold
-    text = rules.decide(values).explanation()
-    assert text.startswith("4 of 5 signals point to AI-generated speech, led by temporal variation (3.5")
-    assert "hidden-state variance disagreed" in text
+    names = {"zero_crossing_rate", "temporal_variation", "audio_energy", "audio_variance"}
+    values = features(names)
+    values["jitter"] = 3.0  # the strongest AI vote, led by jitter
+    verdict = rules.decide(values)
+    text = verdict.explanation()
+    p = sigmoid(6.0)
+    assert text.startswith(
+        f"4 of 5 signals point to AI-generated speech, led by temporal variation (P(AI) {p:.2f}"
+    )
+    assert "mostly jitter" in text
+    assert text.endswith("wav2vec2 hidden-state variance disagreed.")
+    assert [v.leading for v in verdict.votes] == [spec.measurements[0] for spec in VOTES]
+
+
+def test_votes_serialise_with_probability_and_leading_measurement() -> None:
+    verdict = VoteRules.from_json(rules_json()).decide(features({"audio_energy"}))
+    first = verdict.votes[0].as_dict()
+    assert first == {
+        "name": "audio_energy",
+        "probability": round(sigmoid(2.0), 4),
+        "supports": AI,
+        "leading": VOTES[0].measurements[0],
+    }
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda raw: raw["votes"].pop(), "exactly"),
-        (lambda raw: raw["votes"][0].update(ai_when="sideways"), "ai_when"),
-        (lambda raw: raw["votes"][0].update(scale=0), "scale"),
-        (lambda raw: raw["ai_probability_by_count"].pop(), "probability"),
-        (lambda raw: raw["ai_probability_by_count"].__setitem__(0, 1.5), "probability"),
+        (lambda raw: raw["votes"].reverse(), "in that order"),
+        (lambda raw: raw["votes"][0]["measurements"].pop(), "measurements"),
+        (lambda raw: raw["votes"][1]["weights"].pop(), "one value per measurement"),
+        (lambda raw: raw["votes"][2]["quadratic"].append(0.0), "one value per measurement"),
+        (lambda raw: raw["votes"][0]["scale"].__setitem__(0, 0.0), "scale"),
+        (lambda raw: raw["votes"][0].update(bias=float("nan")), "finite"),
+        (lambda raw: raw["combine"].update(slope=-1.0), "slope"),
+        (lambda raw: raw.pop("combine"), "not a usable"),
     ],
 )
 def test_bad_votes_files_are_refused(change: object, message: str, tmp_path: Path) -> None:
@@ -71,6 +130,6 @@ def test_bad_votes_files_are_refused(change: object, message: str, tmp_path: Pat
 
 
 def test_votes_file_round_trips(tmp_path: Path) -> None:
-    rules = VoteRules.from_json(rules_json())
+    rules = VoteRules.from_json(rules_json(slope=1.5, intercept=0.2))
     rules.save(tmp_path / "votes.json")
     assert VoteRules.load(tmp_path / "votes.json") == rules

@@ -1,0 +1,59 @@
+"""Time the vote measurements of one 5 s window (fastest and median of 30 runs, milliseconds).
+
+    python bench/features.py
+    git show 069fa04:service/features.py > /tmp/old_features.py
+    python bench/features.py --baseline /tmp/old_features.py   # the single-number features before
+
+The hidden-state statistics run on a 249 x 768 array (a 5 s window's last hidden state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from export.synthetic import speech_like
+from service.votes import hidden_measurements, signal_measurements
+
+
+def timed(fn: Callable[[], object], runs: int = 30) -> tuple[float, float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return min(times), float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="a features.py with signal_features, hidden_state_variance"
+    )
+    args = parser.parse_args()
+    clip = speech_like(5.0, 1, True)
+    hidden = np.random.default_rng(0).standard_normal((249, 768)).astype(np.float32)
+    fast, median = timed(lambda: (signal_measurements(clip), hidden_measurements(hidden)))
+    print(f"five vote families: {fast:.1f} ms fastest, {median:.1f} ms median")
+    if args.baseline:
+        spec = importlib.util.spec_from_file_location("baseline_features", args.baseline)
+        assert spec is not None
+        assert spec.loader is not None
+        old = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(old)
+        fast, median = timed(lambda: (old.signal_features(clip), old.hidden_state_variance(hidden)))
+        print(f"baseline features:  {fast:.1f} ms fastest, {median:.1f} ms median")
+
+
+if __name__ == "__main__":
+    main()
