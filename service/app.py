@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from service import api
+from service import api, upload
 from service.errors import ClientError
 from service.metrics import Metrics
 from service.middleware import ObservabilityMiddleware
@@ -55,6 +55,7 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
     return Starlette(
         routes=[
             Route("/api/voice-detection", api.detect_voice, methods=["POST"]),
+            Route("/api/voice-detection/file", upload.detect_upload, methods=["POST"]),
             Route("/health", api.health, methods=["GET"]),
             Route("/metrics", api.metrics, methods=["GET"]),
             Route("/openapi.json", api.openapi, methods=["GET"]),
