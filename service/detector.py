@@ -47,12 +47,16 @@ def analysis_windows(samples: int, window_seconds: float) -> list[tuple[int, int
     Fixed-length, so a live stream can analyse each window the moment its last sample arrives and
     still end with the same windows, and the same clip verdict, as the whole file.
     """
-    size = int(window_seconds * SAMPLE_RATE)
+    size = window_samples(window_seconds)
     full = samples // size
     windows = [(i * size, (i + 1) * size) for i in range(full)]
     if not full or samples - full * size >= MIN_WINDOW_SECONDS * SAMPLE_RATE:
         windows.append((full * size, samples))
     return windows
+
+
+def window_samples(window_seconds: float) -> int:
+    return int(window_seconds * SAMPLE_RATE)
 
 
 def analyse_window(encoder: Encoder, piece: np.ndarray, start: int) -> Window:
@@ -83,7 +87,11 @@ def clip_features(windows: list[Window]) -> dict[str, float]:
     }
 
 
-def detect(encoder: Encoder, rules: VoteRules, waveform: np.ndarray, window_seconds: float) -> Detection:
-    windows = window_features(encoder, waveform, window_seconds)
+def combine(rules: VoteRules, windows: list[Window], samples: int) -> Detection:
+    """The clip's detection from its windows' features (a live stream keeps only these)."""
     segments = tuple((w, rules.decide(w.features)) for w in windows)
-    return Detection(rules.decide(clip_features(windows)), segments, len(waveform) / SAMPLE_RATE)
+    return Detection(rules.decide(clip_features(windows)), segments, samples / SAMPLE_RATE)
+
+
+def detect(encoder: Encoder, rules: VoteRules, waveform: np.ndarray, window_seconds: float) -> Detection:
+    return combine(rules, window_features(encoder, waveform, window_seconds), len(waveform))
