@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,27 +7,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from service.scan import ScanError, ScanOptions, find_audio, read_rows, scan, summary_table
-from tests.conftest import DATA, encode, payload, post, speech
-
-
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("archive")
-    (root / "calls" / "2026").mkdir(parents=True)
-    (root / "calls" / "a.wav").write_bytes(encode(speech(3.0, seed=1), 16_000, "WAV", "PCM_16"))
-    (root / "calls" / "2026" / "b.flac").write_bytes(
-        encode(speech(6.0, seed=2, natural=False), 16_000, "FLAC")
-    )
-    (root / "calls" / "2026" / "c.MP3").write_bytes((DATA / "sample-espeak.mp3").read_bytes())
-    (root / "calls" / "broken.ogg").write_bytes(b"OggS but not really")
-    (root / "calls" / "notes.txt").write_text("not audio")
-    with (root / "calls" / "labels.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "group", "language"])
-        writer.writerow(["a.wav", "HUMAN", "people", "English"])
-        writer.writerow(["2026/b.flac", "AI_GENERATED", "synth", "English"])
-        writer.writerow(["2026/c.MP3", "AI_GENERATED", "espeak", "English"])
-    return root / "calls"
+from tests.conftest import payload, post
 
 
 def options(archive: Path, out: Path, **changes: object) -> ScanOptions:

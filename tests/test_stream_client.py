@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from service.cli import main
 from service.stream_client import StreamOptions, load_pcm, play
 from tests.conftest import API_KEY, encode, payload, speech
 from tests.test_shutdown import ROOT, free_port, wait_until
@@ -84,3 +86,24 @@ def test_real_client_with_a_wrong_key_is_closed_1008(server: str, clip_file: Pat
     assert result.error is not None
     assert "API key" in result.error
     assert result.close_code == 1008
+
+
+def test_stream_command_prints_segments_and_the_summary(
+    server: str, clip_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["stream", str(clip_file), "--url", ws_url(server), "--key", API_KEY, "--speed", "0"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert lines[0].split()[:2] == ["0.00-", "5.00"]
+    summary = json.loads(printed[printed.index("{") :])
+    assert summary["type"] == "summary"
+    assert len(summary["segments"]) == 2
+
+
+def test_stream_command_fails_on_a_wrong_key(
+    server: str, clip_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["stream", str(clip_file), "--url", ws_url(server), "--key", "wrong", "--speed", "0"]
+    assert main(argv) == 1
+    assert "API key" in capsys.readouterr().err
