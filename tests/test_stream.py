@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 from service.stream import WindowAssembler
 from tests.conftest import API_KEY, encode, make_client, payload, post, serving, speech
 
@@ -250,3 +250,20 @@ def test_assembler_is_the_same_whatever_the_frame_sizes() -> None:
     assert [s for s, _ in pieces + tail] == [s for s, _ in split_pieces + split_tail] == [0, 80_000, 160_000]
     for (_, a), (_, b) in zip(pieces + tail, split_pieces + split_tail, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_stream_settings_come_from_the_environment() -> None:
+    env = {
+        "API_KEY": "k",
+        "STREAM_MAX_SECONDS": "60",
+        "STREAM_IDLE_SECONDS": "2.5",
+        "STREAM_MAX_FRAME_BYTES": "4096",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.stream_max_seconds, settings.stream_idle_seconds, settings.stream_max_frame_bytes) == (
+        60.0,
+        2.5,
+        4096,
+    )
+    with pytest.raises(SettingsError, match="STREAM_MAX_FRAME_BYTES=100 is out of range"):
+        Settings.from_env({"API_KEY": "k", "STREAM_MAX_FRAME_BYTES": "100"})
