@@ -133,7 +133,7 @@ def main() -> int:
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--stream-seconds", type=float, default=60.0)
-    parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument("--clips", type=int, default=200, help="clips for the scan (0: stream only)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "ways.json")
     args = parser.parse_args()
     manifest = json.loads((args.artifacts / "manifest.json").read_text())
@@ -148,6 +148,8 @@ def main() -> int:
         ],
     }
     with tempfile.TemporaryDirectory() as tmp:
+        if not args.clips:
+            return _write(results, args.out)
         folder = Path(tmp) / "clips"
         folder.mkdir()
         results["scan_clips_audio_seconds"] = round(make_clips(folder, args.clips), 1)
@@ -155,8 +157,12 @@ def main() -> int:
             scan_run(args.artifacts, folder, 1, args.threads),
             scan_run(args.artifacts, folder, 2, max(1, args.threads // 2)),
         ]
+    return _write(results, args.out)
+
+
+def _write(results: dict[str, Any], out: Path) -> int:
     results["load_average_at_end"] = os.getloadavg()
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 

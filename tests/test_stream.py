@@ -10,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from service.detector import analysis_windows
 from service.settings import Settings, SettingsError
 from service.stream import WindowAssembler
 from tests.conftest import API_KEY, encode, make_client, payload, post, serving, speech
@@ -267,3 +268,16 @@ def test_stream_settings_come_from_the_environment() -> None:
     )
     with pytest.raises(SettingsError, match="STREAM_MAX_FRAME_BYTES=100 is out of range"):
         Settings.from_env({"API_KEY": "k", "STREAM_MAX_FRAME_BYTES": "100"})
+
+
+@pytest.mark.parametrize("seconds", [0.6, 5.0, 5.3, 5.5, 10.0, 10.49, 12.0])
+def test_assembler_ends_with_the_files_windows(seconds: float) -> None:
+    samples = int(seconds * 16_000)
+    assembler = WindowAssembler(16_000, 5.0)
+    pieces = [
+        p for frame in frames(pcm(speech(seconds))[: 2 * samples], 3_200) for p in assembler.feed(frame)
+    ]
+    tail, total = assembler.finish()
+    got = [(start, start + len(piece)) for start, piece in pieces + tail]
+    assert total == samples
+    assert got == analysis_windows(samples, 5.0)

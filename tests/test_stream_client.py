@@ -31,7 +31,7 @@ def server(tiny_artifacts: Path) -> Iterator[str]:
         "THREADS": "1",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "service"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
     try:
