@@ -41,6 +41,7 @@ CSV_COLUMNS = (
     "message",
 )
 MAX_FILE_BYTES = 1 << 30
+SUMMARY_FIELDS = ("file", "status", "classification", "confidenceScore", "seconds", "message")
 
 
 class ScanError(ValueError):
@@ -67,7 +68,7 @@ class ScanReport:
     skipped: int
     audio_seconds: float
     wall_seconds: float
-    rows: tuple[dict[str, Any], ...]  # every line of --out, old and new
+    rows: tuple[dict[str, Any], ...]  # every line of --out, old and new, with the SUMMARY_FIELDS only
 
 
 def find_audio(paths: Iterable[Path]) -> list[Path]:
@@ -102,14 +103,19 @@ def read_rows(out: Path) -> list[dict[str, Any]]:
 def scan(options: ScanOptions) -> ScanReport:
     _check(options)
     language = canonical_language(options.language, DEFAULT_LANGUAGES)
-    before = read_rows(options.out)
+    before = [_slim(row) for row in read_rows(options.out)]
     done = {row["file"] for row in before}
     todo = [str(p) for p in find_audio(options.paths) if str(p) not in done]
     started = time.perf_counter()
-    new_rows = list(_run(todo, options, language)) if todo else []
+    new_rows = [_slim(row) for row in _run(todo, options, language)] if todo else []
     wall = time.perf_counter() - started
     audio = sum(float(row.get("seconds") or 0) for row in new_rows)
     return ScanReport(len(todo), len(done), audio, wall, tuple(before + new_rows))
+
+
+def _slim(row: dict[str, Any]) -> dict[str, Any]:
+    """What the summary and the metrics need: an archive's report stays small in memory."""
+    return {key: row[key] for key in SUMMARY_FIELDS if key in row}
 
 
 def _check(options: ScanOptions) -> None:
