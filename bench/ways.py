@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import soundfile as sf
 
@@ -41,17 +42,32 @@ def stream_latency(artifacts: Path, threads: int, seconds: float, speed: float) 
         options = StreamOptions(
             url.replace("http://", "ws://") + "/api/voice-detection/stream", API_KEY, speed=speed
         )
+        before = inference_totals(url)
         began = time.perf_counter()
         result = asyncio.run(play(pcm, 16_000, options))
         wall = time.perf_counter() - began
+        after = inference_totals(url)
     assert result.summary is not None, result.error
+    windows = after[1] - before[1]
     return {
         "audio_seconds": seconds,
         "speed": speed,
         "wall_seconds": round(wall, 1),
         "segments": len(result.segments),
         "latency": summary([1000 * x for x in result.latencies]),
+        "server_inference_mean_ms": round(1000 * (after[0] - before[0]) / max(1, windows), 1),
     }
+
+
+def inference_totals(url: str) -> tuple[float, int]:
+    """(seconds, count) of the server's inference histogram: the windows' analysis time."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    values = dict(
+        line.split() for line in text.splitlines() if line.startswith("voicecheck_inference_seconds_")
+    )
+    return float(values.get("voicecheck_inference_seconds_sum", 0)), int(
+        values.get("voicecheck_inference_seconds_count", 0)
+    )
 
 
 def window_reference(artifacts: Path, threads: int, repeats: int = 10) -> dict[str, float]:
