@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from service.contract import error_body, openapi_schema, parse_request, success_body
+from service.contract import DetectionRequest, error_body, openapi_schema, parse_request, success_body
 from service.errors import ClientError, ServiceUnavailable
 from service.runtime import Runtime
 from service.settings import Settings
@@ -20,17 +20,30 @@ from service.settings import Settings
 RETRY_AFTER_SECONDS = "5"
 
 
+BodyParser = Callable[[Request, bytearray, tuple[str, ...]], Awaitable[DetectionRequest]]
+
+
 async def detect_voice(request: Request) -> Response:
+    return await detect_with(request, "application/json", parse_json)
+
+
+async def parse_json(request: Request, body: bytearray, languages: tuple[str, ...]) -> DetectionRequest:
+    return await run_in_threadpool(parse_request, body, languages)
+
+
+async def detect_with(request: Request, media_type: str, parse: BodyParser) -> Response:
+    """The detection routes' one path: checks, the body within its limits, ``parse``, the queue,
+    the analysis by the deadline, the contract's answer."""
     deadline = time.monotonic() + request.state.runtime.settings.deadline_seconds
-    runtime = _ready_runtime(request)
+    runtime = ready_runtime(request)
     settings = runtime.settings
-    _check_api_key(request, settings.api_key)
+    check_api_key(request, settings.api_key)
     runtime.rate_limit.take(settings.api_key)
-    _check_content_type(request)
+    _check_content_type(request, media_type)
     runtime.limiter.refuse_if_full()  # before reading a body that could not be served
     with runtime.uploads.holding() as take:
         body = await read_body(request, settings, take)
-        parsed = await run_in_threadpool(parse_request, body, settings.languages)
+        parsed = await parse(request, body, settings.languages)
         del body
     async with runtime.limiter.admit(), runtime.limiter.slot(deadline):
         detection = await run_in_threadpool(runtime.analyse, parsed.audio, deadline)
@@ -87,23 +100,23 @@ def _too_large(limit: int) -> ClientError:
     return ClientError(f"body is larger than the {limit} byte limit", 413)
 
 
-def _ready_runtime(request: Request) -> Runtime:
+def ready_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.state.runtime
     if not runtime.ready:
         raise ServiceUnavailable("the service is not ready; retry shortly")
     return runtime
 
 
-def _check_api_key(request: Request, expected: str) -> None:
+def check_api_key(request: Request, expected: str) -> None:
     given = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise ClientError("missing or invalid API key (x-api-key header)", 401)
 
 
-def _check_content_type(request: Request) -> None:
+def _check_content_type(request: Request, expected: str) -> None:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise ClientError("content type must be application/json", 415)
+    if media_type != expected:
+        raise ClientError(f"content type must be {expected}", 415)
 
 
 async def client_error(request: Request, exc: Exception) -> Response:

@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
-from service import api
+from service import api, stream, upload
 from service.errors import ClientError
 from service.metrics import Metrics
 from service.middleware import ObservabilityMiddleware, RandomWeightsHeader
@@ -62,6 +62,8 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
     app = Starlette(
         routes=[
             Route("/api/voice-detection", api.detect_voice, methods=["POST"]),
+            Route("/api/voice-detection/file", upload.detect_upload, methods=["POST"]),
+            WebSocketRoute("/api/voice-detection/stream", stream.stream_voice),
             Route("/health", api.health, methods=["GET"]),
             Route("/metrics", api.metrics, methods=["GET"]),
             Route("/openapi.json", api.openapi, methods=["GET"]),

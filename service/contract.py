@@ -39,7 +39,7 @@ def parse_request(body: bytes | bytearray, languages: tuple[str, ...]) -> Detect
             raise ClientError(f"field '{name}' must be a string")
     return DetectionRequest(
         language=canonical_language(payload["language"], languages),
-        audio_format=_audio_format(payload["audioFormat"]),
+        audio_format=audio_format(payload["audioFormat"]),
         audio=_decode_base64(payload["audioBase64"]),
     )
 
@@ -65,7 +65,7 @@ def canonical_language(value: str, languages: tuple[str, ...]) -> str:
     raise ClientError(f"unsupported language {value[:40]!r}; allowed: {', '.join(languages)}")
 
 
-def _audio_format(value: str) -> str:
+def audio_format(value: str) -> str:
     fmt = value.strip().lower()
     if fmt not in AUDIO_FORMATS:
         raise ClientError(f"unsupported audioFormat {value[:20]!r}; allowed: {', '.join(AUDIO_FORMATS)}")
@@ -151,6 +151,7 @@ def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
                     "responses": responses,
                 }
             },
+            **upload_openapi_paths(languages),
             "/health": {
                 "get": {
                     "summary": "Readiness and model provenance",
@@ -203,3 +204,60 @@ def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
             },
         },
     }
+
+
+def upload_openapi_paths(languages: tuple[str, ...]) -> dict[str, Any]:
+    """This route's entry for ``/openapi.json``; its answers are the JSON route's."""
+    return {
+        "/api/voice-detection/file": {
+            "post": {
+                "summary": "Classify an uploaded voice clip (multipart/form-data)",
+                "security": [{"apiKey": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file", "language"],
+                                "properties": {
+                                    "file": {
+                                        "type": "string",
+                                        "format": "binary",
+                                        "description": "an MP3, WAV, FLAC or OGG file",
+                                    },
+                                    "language": {
+                                        "type": "string",
+                                        "enum": list(languages),
+                                        "description": "case-insensitive",
+                                    },
+                                    "audioFormat": {"type": "string", "enum": list(AUDIO_FORMATS)},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": _upload_responses(),
+            }
+        }
+    }
+
+
+def _upload_responses() -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses: dict[str, Any] = {
+        str(code): {"description": text, **error}
+        for code, text in (
+            (400, "malformed multipart body, missing or invalid field, unusable audio, unknown language"),
+            (401, "missing or wrong x-api-key"),
+            (413, "body over the size limit"),
+            (415, "content type is not multipart/form-data"),
+            (429, "rate limit reached; see Retry-After"),
+            (503, "not ready or overloaded; see Retry-After"),
+        )
+    }
+    responses["200"] = {
+        "description": "classification",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Detection"}}},
+    }
+    return responses

@@ -61,6 +61,11 @@ class EncoderBudget:
             self.pace.observe(audio_seconds, wall_seconds)
 
 
+# The shortest window analysed after full ones: below it a clip's remainder is left out (it would
+# weigh little in the clip's mean and give a noisy segment verdict). Same as the shortest clip.
+MIN_WINDOW_SECONDS = 0.5
+
+
 @dataclass(frozen=True)
 class Window:
     start: float
@@ -78,10 +83,30 @@ class Detection:
 
 
 def split_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
-    """Near-equal windows no longer than ``window_seconds`` covering the whole clip."""
+    """Near-equal windows no longer than ``window_seconds`` covering the whole clip (export's
+    calibration windows; the detector analyses ``analysis_windows``)."""
     count = max(1, math.ceil(samples / (window_seconds * SAMPLE_RATE)))
     edges = np.linspace(0, samples, count + 1).astype(int)
     return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+
+
+def analysis_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
+    """Consecutive windows of exactly ``window_seconds`` from the start, then the remainder as a
+    last, shorter window; a remainder under ``MIN_WINDOW_SECONDS`` after full windows is left out.
+
+    Fixed-length, so a live stream can analyse each window the moment its last sample arrives and
+    still end with the same windows, and the same clip verdict, as the whole file.
+    """
+    size = window_samples(window_seconds)
+    full = samples // size
+    windows = [(i * size, (i + 1) * size) for i in range(full)]
+    if not full or samples - full * size >= MIN_WINDOW_SECONDS * SAMPLE_RATE:
+        windows.append((full * size, samples))
+    return windows
+
+
+def window_samples(window_seconds: float) -> int:
+    return int(window_seconds * SAMPLE_RATE)
 
 
 def spread_order(count: int) -> list[int]:
@@ -101,24 +126,33 @@ def spread_order(count: int) -> list[int]:
     return order
 
 
+def analyse_window(encoder: Encoder, piece: np.ndarray, start: int) -> Window:
+    """One window, wav2vec2 included (a live stream's); ``start``: its first sample in the clip."""
+    features = signal_measurements(piece) | hidden_measurements(encoder(piece))
+    return _checked_window(start, start + len(piece), features, len(piece) / SAMPLE_RATE)
+
+
 def window_features(
     encoder: Encoder, waveform: np.ndarray, window_seconds: float, budget: EncoderBudget | None = None
 ) -> list[Window]:
-    spans = split_windows(len(waveform), window_seconds)
+    spans = analysis_windows(len(waveform), window_seconds)
     signal = [signal_measurements(waveform[start:end]) for start, end in spans]
     hidden = _encode_planned(encoder, waveform, spans, budget or EncoderBudget())
-    fallback = _weighted_mean(
-        [measured for measured, _ in hidden.values()], [spans[index][1] - spans[index][0] for index in hidden]
-    )
+    lengths = [spans[index][1] - spans[index][0] for index in hidden]
+    fallback = _weighted_mean([measured for measured, _ in hidden.values()], lengths)
     windows = []
     for index, ((start, end), features) in enumerate(zip(spans, signal, strict=True)):
         measured, seconds = hidden.get(index, (fallback, 0.0))
-        features.update(measured)
-        if not all(math.isfinite(v) for v in features.values()):
-            where = f"{start / SAMPLE_RATE:.1f}-{end / SAMPLE_RATE:.1f} s"
-            raise AudioError(f"audio could not be analysed at {where}")
-        windows.append(Window(start / SAMPLE_RATE, end / SAMPLE_RATE, features, seconds))
+        windows.append(_checked_window(start, end, features | measured, seconds))
     return windows
+
+
+def _checked_window(start: int, end: int, features: dict[str, float], encoded_seconds: float) -> Window:
+    if not all(math.isfinite(value) for value in features.values()):
+        raise AudioError(
+            f"audio could not be analysed at {start / SAMPLE_RATE:.1f}-{end / SAMPLE_RATE:.1f} s"
+        )
+    return Window(start / SAMPLE_RATE, end / SAMPLE_RATE, features, encoded_seconds)
 
 
 def _encode_planned(
@@ -156,6 +190,13 @@ def clip_features(windows: list[Window]) -> dict[str, float]:
     )
 
 
+def combine(rules: VoteRules, windows: list[Window], samples: int) -> Detection:
+    """The clip's detection from its windows' features (a live stream keeps only these)."""
+    segments = tuple((w, rules.decide(w.features)) for w in windows)
+    encoded = sum(w.encoded_seconds for w in windows)
+    return Detection(rules.decide(clip_features(windows)), segments, samples / SAMPLE_RATE, encoded)
+
+
 def detect(
     encoder: Encoder,
     rules: VoteRules,
@@ -163,7 +204,4 @@ def detect(
     window_seconds: float,
     budget: EncoderBudget | None = None,
 ) -> Detection:
-    windows = window_features(encoder, waveform, window_seconds, budget)
-    segments = tuple((w, rules.decide(w.features)) for w in windows)
-    encoded = sum(w.encoded_seconds for w in windows)
-    return Detection(rules.decide(clip_features(windows)), segments, len(waveform) / SAMPLE_RATE, encoded)
+    return combine(rules, window_features(encoder, waveform, window_seconds, budget), len(waveform))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from service.audio import SAMPLE_RATE, AudioLimits, decode_audio
-from service.detector import Detection, EncoderBudget, EncoderPace, detect
+from service.detector import Detection, EncoderBudget, EncoderPace, Window, analyse_window, detect
 from service.limiter import ByteBudget, InferenceLimiter, RateLimit
 from service.malloc import release_free_memory
 from service.metrics import Metrics
@@ -53,6 +53,16 @@ class Runtime:
             detection = detect(self.encoder, self.rules, waveform, self.settings.window_seconds, budget)
             self.metrics.record_inference(time.perf_counter() - started)
             return detection
+        finally:
+            release_free_memory()
+
+    def analyse_window(self, piece: np.ndarray, start: int) -> Window:
+        """Blocking: one 16 kHz window of a live stream (``start``: its first sample's index)."""
+        try:
+            started = time.perf_counter()
+            window = analyse_window(self.encoder, piece, start)
+            self.metrics.record_inference(time.perf_counter() - started)
+            return window
         finally:
             release_free_memory()
 

@@ -44,6 +44,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     rate_limit_per_minute: int = 0
     log_level: str = "info"
+    stream_max_seconds: float = 600.0
+    stream_idle_seconds: float = 10.0
+    stream_max_frame_bytes: int = 128 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +83,11 @@ class Settings:
             cors_origins=_names(env, "CORS_ORIGINS", ()),
             rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 0, 0, 100_000),
             log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),
+            stream_max_seconds=_float(env, "STREAM_MAX_SECONDS", defaults.stream_max_seconds, 5.0, 7200.0),
+            stream_idle_seconds=_float(env, "STREAM_IDLE_SECONDS", defaults.stream_idle_seconds, 0.1, 300.0),
+            stream_max_frame_bytes=_int(
+                env, "STREAM_MAX_FRAME_BYTES", defaults.stream_max_frame_bytes, 1024, 8 * 1024 * 1024
+            ),
         )
         if settings.min_audio_seconds >= settings.max_audio_seconds:
             raise SettingsError("MIN_AUDIO_SECONDS must be below MAX_AUDIO_SECONDS")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import os
 from collections.abc import Iterator
@@ -84,3 +85,24 @@ def post(client: TestClient, body: object, key: str | None = API_KEY) -> tuple[i
     headers = {"x-api-key": key} if key is not None else {}
     response = client.post("/api/voice-detection", json=body, headers=headers)
     return response.status_code, response.json()
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of recordings for the scan: three clips, a broken file, a note, a labels.csv."""
+    root = tmp_path_factory.mktemp("archive")
+    (root / "calls" / "2026").mkdir(parents=True)
+    (root / "calls" / "a.wav").write_bytes(encode(speech(3.0, seed=1), 16_000, "WAV", "PCM_16"))
+    (root / "calls" / "2026" / "b.flac").write_bytes(
+        encode(speech(6.0, seed=2, natural=False), 16_000, "FLAC")
+    )
+    (root / "calls" / "2026" / "c.MP3").write_bytes((DATA / "sample-espeak.mp3").read_bytes())
+    (root / "calls" / "broken.ogg").write_bytes(b"OggS but not really")
+    (root / "calls" / "notes.txt").write_text("not audio")
+    with (root / "calls" / "labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "group", "language"])
+        writer.writerow(["a.wav", "HUMAN", "people", "English"])
+        writer.writerow(["2026/b.flac", "AI_GENERATED", "synth", "English"])
+        writer.writerow(["2026/c.MP3", "AI_GENERATED", "espeak", "English"])
+    return root / "calls"

@@ -50,7 +50,9 @@ def wait_until(check: Callable[[], bool], seconds: float = 30.0) -> bool:
 
 
 @contextmanager
-def live_server(artifacts: Path, **env: str) -> Iterator[LiveServer]:
+def live_server(
+    artifacts: Path, command: tuple[str, ...] = ("-m", "service"), **env: str
+) -> Iterator[LiveServer]:
     port = free_port()
     environment = {
         **os.environ,
@@ -61,7 +63,7 @@ def live_server(artifacts: Path, **env: str) -> Iterator[LiveServer]:
         **env,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "service"], cwd=ROOT, env=environment, stderr=subprocess.PIPE, text=True
+        [sys.executable, *command], cwd=ROOT, env=environment, stderr=subprocess.PIPE, text=True
     )
     server = LiveServer(f"http://127.0.0.1:{port}", port, process)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.detector import detect, split_windows, window_features
+from service.detector import MIN_WINDOW_SECONDS, analysis_windows, detect, split_windows, window_features
 from service.features import hidden_measurements, telephone_band
 from service.model import Encoder, create_session
 from service.verdict import VoteRules
@@ -92,6 +92,25 @@ def test_windows_cover_the_clip_and_stay_short(seconds: float) -> None:
     assert all(a == b for (_, a), (b, _) in itertools.pairwise(windows))
     assert all(end - start <= 10.0 * 16_000 for start, end in windows)
     assert len(windows) == max(1, int(np.ceil(samples / 160_000)))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0.5, [(0.0, 0.5)]),
+        (4.0, [(0.0, 4.0)]),
+        (5.0, [(0.0, 5.0)]),
+        (5.3, [(0.0, 5.0)]),  # a remainder under half a second is left out
+        (5.5, [(0.0, 5.0), (5.0, 5.5)]),
+        (12.0, [(0.0, 5.0), (5.0, 10.0), (10.0, 12.0)]),
+    ],
+)
+def test_analysis_windows_are_fixed_length_from_the_start(
+    seconds: float, expected: list[tuple[float, float]]
+) -> None:
+    windows = analysis_windows(int(seconds * 16_000), 5.0)
+    assert [(a / 16_000, b / 16_000) for a, b in windows] == expected
+    assert all(b - a >= MIN_WINDOW_SECONDS * 16_000 for a, b in windows)
 
 
 def test_five_minute_clip_uses_bounded_memory(encoder: Encoder, tiny_artifacts: Path) -> None:

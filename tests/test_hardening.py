@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -15,6 +16,7 @@ import pytest
 
 from service.contract import parse_request
 from service.errors import ClientError
+from service.stream_client import StreamOptions, load_pcm, play
 from tests.conftest import API_KEY, encode, payload, speech
 from tests.live import LiveServer, live_server
 
@@ -203,6 +205,18 @@ def test_6_too_many_connections_get_a_503_in_the_contract_shape(server: LiveServ
         sock.close()
     time.sleep(0.2)
     assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_a_websocket_stream_outlives_the_head_deadline(server: LiveServer, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(encode(speech(3.0), 16_000, "WAV"))
+    pcm, rate = load_pcm(clip)
+    url = server.url.replace("http://", "ws://") + "/api/voice-detection/stream"
+    started = time.monotonic()
+    result = asyncio.run(play(pcm, rate, StreamOptions(url, API_KEY, speed=1.0)))
+    assert time.monotonic() - started > 2.5  # longer than HEADER_TIMEOUT_SECONDS
+    assert result.error is None
+    assert result.summary is not None
 
 
 def test_openapi_lists_every_status_the_route_sends(server: LiveServer) -> None:

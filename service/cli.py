@@ -1,0 +1,178 @@
+"""``voicecheck``: one command for serving, scanning, streaming, and the export steps."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from service.settings import DEFAULT_WINDOW_SECONDS
+
+DEFAULT_STREAM_URL = "ws://127.0.0.1:8000/api/voice-detection/stream"
+# Subcommands whose own parsers (and --help) live in export/; they need the [export] extra for export.
+DELEGATED = {
+    "export": ("export.__main__", "export the INT8 graph, manifest and provisional votes"),
+    "calibrate": ("export.calibrate", "learn the votes from a labelled folder (labels.csv)"),
+    "evaluate": ("export.evaluate", "measure the votes on a labelled folder"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicecheck", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "serve",
+        help="run the HTTP and WebSocket service",
+        description="Run the service with uvicorn. Every setting comes from the environment "
+        "(API_KEY, ARTIFACTS_DIR, HOST, PORT, ...; see the README's configuration table).",
+    )
+    _add_scan(commands)
+    _add_stream(commands)
+    for name, (_, text) in DELEGATED.items():
+        commands.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def _add_scan(commands: Any) -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="classify files and folders in-process, one line per file",
+        description="Run the detector on audio files and folders (recursively: .mp3 .wav .flac .ogg). "
+        "Resumable: files already in --out are skipped.",
+    )
+    scan.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files or folders")
+    scan.add_argument("--out", type=Path, required=True, help="results.jsonl or results.csv (appended to)")
+    scan.add_argument("--workers", type=int, default=1, help="worker processes, one session each (default 1)")
+    scan.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with model.onnx")
+    scan.add_argument("--language", default="English", help="language reported on each line")
+    scan.add_argument(
+        "--threads", type=int, default=0, help="onnxruntime threads per worker (0: cores/workers)"
+    )
+    scan.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
+    scan.add_argument("--max-seconds", type=float, default=3600.0, help="longest file analysed")
+    scan.add_argument("--labels", type=Path, default=None, help="a labels.csv: also print evaluation metrics")
+    scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _add_stream(commands: Any) -> None:
+    stream = commands.add_parser(
+        "stream",
+        help="play a file to the live-stream route and print its segments",
+        description="Send FILE as 16-bit PCM frames to the WebSocket route in real time (or faster).",
+    )
+    stream.add_argument("file", type=Path, metavar="FILE", help="an MP3, WAV, FLAC or OGG file")
+    stream.add_argument(
+        "--url", default=DEFAULT_STREAM_URL, help=f"WebSocket URL (default {DEFAULT_STREAM_URL})"
+    )
+    stream.add_argument("--key", default=os.environ.get("API_KEY"), help="API key (default: $API_KEY)")
+    stream.add_argument("--language", default="English")
+    stream.add_argument(
+        "--speed", type=float, default=1.0, help="1 = real time, 4 = four times faster, 0 = no pause"
+    )
+    stream.add_argument("--frame-ms", type=float, default=100.0, help="audio per frame (default 100 ms)")
+    stream.add_argument("--key-in-message", action="store_true", help="send the key in the start message")
+    stream.add_argument("--json", action="store_true", help="print every message as JSON")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in DELEGATED:
+        return _delegate(args_list[0], args_list[1:])
+    args = build_parser().parse_args(args_list)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "serve": _serve,
+        "scan": _scan,
+        "stream": _stream,
+    }
+    return handlers[args.command](args)
+
+
+def _delegate(name: str, argv: list[str]) -> int:
+    import importlib
+
+    try:
+        module = importlib.import_module(DELEGATED[name][0])
+    except ImportError as exc:
+        print(f"voicecheck {name}: {exc}; install the export extra: pip install '.[export]'", file=sys.stderr)
+        return 2
+    result: int = module.main(argv)
+    return result
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from service.__main__ import main as serve
+
+    return serve()
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from service.scan import ScanError, ScanOptions, label_metrics, metrics_table, scan, summary_table
+
+    options = ScanOptions(
+        paths=tuple(args.paths),
+        out=args.out,
+        workers=args.workers,
+        artifacts=args.artifacts,
+        language=args.language,
+        threads=args.threads,
+        window_seconds=args.window_seconds,
+        max_seconds=args.max_seconds,
+        labels=args.labels,
+        progress=not args.no_progress,
+    )
+    try:
+        report = scan(options)
+        print(summary_table(report))
+        if args.labels:
+            print()
+            print(metrics_table(label_metrics(report, args.labels)))
+    except (ScanError, ValueError) as exc:
+        print(f"voicecheck scan: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from service.stream_client import StreamOptions, load_pcm, play
+
+    if not args.key:
+        print("voicecheck stream: pass --key or set API_KEY", file=sys.stderr)
+        return 2
+    if args.speed < 0 or not 1.0 <= args.frame_ms <= 1000.0:
+        print("voicecheck stream: --speed must be >= 0 and --frame-ms 1-1000", file=sys.stderr)
+        return 2
+    try:
+        pcm, rate = load_pcm(args.file)
+    except (OSError, RuntimeError, ValueError) as exc:
+        print(f"voicecheck stream: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    options = StreamOptions(
+        args.url, args.key, args.language, args.speed, args.frame_ms / 1000.0, args.key_in_message
+    )
+    result = asyncio.run(play(pcm, rate, options, _printer(args.json)))
+    return 0 if result.summary is not None else 1
+
+
+def _printer(raw: bool) -> Callable[[dict[str, Any]], None]:
+    def show(message: dict[str, Any]) -> None:
+        if raw or message["type"] == "summary":
+            print(json.dumps(message, indent=None if raw else 2), flush=True)
+        elif message["type"] == "segment":
+            print(
+                f"{message['start']:7.2f}-{message['end']:7.2f} s  {message['classification']:<13} "
+                f"{message['score']:.4f}",
+                flush=True,
+            )
+        else:
+            print(f"error: {message.get('message')}", file=sys.stderr, flush=True)
+
+    return show
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

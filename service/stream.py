@@ -1,0 +1,306 @@
+"""WebSocket ``/api/voice-detection/stream``: per-window verdicts for a live call.
+
+Protocol: a text ``{"type": "start", "language", "sampleRate", "encoding": "pcm_s16le"}`` (plus
+``"apiKey"`` when the ``x-api-key`` header cannot be set), binary frames of mono PCM, a text
+``{"type": "end"}``. Each analysis window is resampled to 16 kHz, analysed the moment its last
+sample arrives and dropped; the server sends a ``segment`` message for it. On ``end`` it sends a
+``summary`` with the JSON route's fields, computed from the kept window features with the same
+fixed-length windows (``detector.analysis_windows``), so it equals the JSON route's answer for the
+same audio. Errors: ``{"type": "error", "message"}``, then a close with a fitting code.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import numpy as np
+import soxr
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Message
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from service.audio import SAMPLE_RATE
+from service.contract import canonical_language, success_body
+from service.detector import Window, analysis_windows, combine, window_samples
+from service.errors import ClientError
+from service.runtime import Runtime
+from service.settings import Settings
+
+error_log = logging.getLogger("voicecheck.error")
+
+ENCODINGS = ("pcm_s16le",)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
+START_FIELDS = ("type", "language", "sampleRate", "encoding", "apiKey")
+MAX_TEXT_BYTES = 4096
+WALL_TIME_FACTOR = 2.0  # a stream may take twice its audio's length in wall time (queueing, jitter)
+
+NORMAL, POLICY, UNSUPPORTED, TOO_BIG, INTERNAL, TRY_AGAIN = 1000, 1008, 1003, 1009, 1011, 1013
+CLOSE_FOR_STATUS = {400: UNSUPPORTED, 401: POLICY, 413: TOO_BIG, 429: TRY_AGAIN, 503: TRY_AGAIN}
+
+
+class StreamError(ClientError):
+    """A protocol or limit violation, closed with ``close_code``."""
+
+    def __init__(self, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    max_seconds: float
+    idle_seconds: float
+    max_frame_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StreamLimits:
+        return cls(settings.stream_max_seconds, settings.stream_idle_seconds, settings.stream_max_frame_bytes)
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    language: str
+    sample_rate: int
+    api_key: str | None
+
+
+@dataclass
+class WindowAssembler:
+    """PCM frames in, complete 16 kHz analysis windows out; holds at most one window of audio."""
+
+    sample_rate: int
+    window_seconds: float
+    input_samples: int = 0
+    start: int = 0  # index (16 kHz) of the first sample of the window being filled
+    peak: float = 0.0
+    _odd: bytes = b""
+    _parts: list[np.ndarray] = field(default_factory=list)
+    _buffered: int = 0
+
+    def __post_init__(self) -> None:
+        self._size = window_samples(self.window_seconds)
+        self._resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+
+    @property
+    def input_seconds(self) -> float:
+        return self.input_samples / self.sample_rate
+
+    def feed(self, data: bytes) -> list[tuple[int, np.ndarray]]:
+        data = self._odd + data
+        whole = len(data) - len(data) % 2
+        self._odd = data[whole:]
+        pcm = np.frombuffer(data, dtype="<i2", count=whole // 2).astype(np.float32) / 32768.0
+        self.input_samples += len(pcm)
+        return self._add(self._resampler.resample_chunk(pcm))
+
+    def finish(self) -> tuple[list[tuple[int, np.ndarray]], int]:
+        """The windows still to analyse, and the stream's length in 16 kHz samples."""
+        windows = self._add(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        total = self.start + self._buffered
+        last_start, last_end = analysis_windows(total, self.window_seconds)[-1]
+        if self._buffered and last_start == self.start and last_end == total:
+            windows.append((self.start, np.concatenate(self._parts)))
+        self._parts, self._buffered = [], 0
+        return windows, total
+
+    def _add(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        if not len(chunk):
+            return []
+        self.peak = max(self.peak, float(np.max(np.abs(chunk))))
+        self._parts.append(chunk)
+        self._buffered += len(chunk)
+        windows = []
+        while self._buffered >= self._size:
+            joined = np.concatenate(self._parts)
+            windows.append((self.start, joined[: self._size]))
+            self.start += self._size
+            self._parts, self._buffered = [joined[self._size :]], len(joined) - self._size
+        return windows
+
+
+async def stream_voice(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.state.runtime
+    await websocket.accept()
+    try:
+        await _serve(websocket, runtime)
+    except WebSocketDisconnect:
+        return
+    except StreamError as exc:
+        await _close(websocket, exc.message, exc.close_code)
+    except ClientError as exc:
+        await _close(websocket, exc.message, CLOSE_FOR_STATUS.get(exc.status_code, UNSUPPORTED))
+    except Exception as exc:  # a bug: say so in the protocol's shape, log where, never what
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        error_log.error(
+            json.dumps({"route": "stream", "error": type(exc).__name__, "at": f"{where.name}:{where.lineno}"})
+        )
+        await _close(websocket, "internal error; the stream was not processed", INTERNAL)
+
+
+async def _serve(websocket: WebSocket, runtime: Runtime) -> None:
+    settings, limits = runtime.settings, StreamLimits.from_settings(runtime.settings)
+    if not runtime.ready:
+        raise StreamError("the service is not ready; retry shortly", TRY_AGAIN)
+    header_key = websocket.headers.get("x-api-key")
+    if header_key is not None:
+        _check_key(header_key, settings.api_key)
+    start = parse_start(await _receive_text(websocket, limits), settings.languages)
+    _check_key(header_key if header_key is not None else start.api_key, settings.api_key)
+    runtime.rate_limit.take(settings.api_key)
+    wall_seconds = limits.max_seconds * WALL_TIME_FACTOR
+    async with runtime.limiter.admit():
+        try:
+            with anyio.fail_after(wall_seconds):
+                summary = await _run(websocket, runtime, start, limits)
+        except TimeoutError:
+            raise StreamError(f"the stream took longer than {wall_seconds:g} s", POLICY) from None
+    await websocket.send_json(summary)
+    await websocket.close(NORMAL)
+
+
+async def _run(
+    websocket: WebSocket, runtime: Runtime, start: StreamStart, limits: StreamLimits
+) -> dict[str, Any]:
+    assembler = WindowAssembler(start.sample_rate, runtime.settings.window_seconds)
+    windows: list[Window] = []
+    while (frame := await _receive_frame(websocket, limits)) is not None:
+        pieces = assembler.feed(frame)
+        if assembler.input_seconds > limits.max_seconds:
+            raise StreamError(f"the stream is longer than the {limits.max_seconds:g} s limit", POLICY)
+        await _analyse(websocket, runtime, pieces, windows)
+    pieces, total = assembler.finish()
+    _check_content(total, assembler.peak, runtime)
+    await _analyse(websocket, runtime, pieces, windows)
+    return {"type": "summary", **success_body(start.language, combine(runtime.rules, windows, total))}
+
+
+async def _analyse(
+    websocket: WebSocket, runtime: Runtime, pieces: list[tuple[int, np.ndarray]], windows: list[Window]
+) -> None:
+    for start, piece in pieces:
+        async with runtime.limiter.slot():
+            window = await run_in_threadpool(runtime.analyse_window, piece, start)
+        windows.append(window)
+        await websocket.send_json(segment_message(runtime, window))
+
+
+def segment_message(runtime: Runtime, window: Window) -> dict[str, Any]:
+    verdict = runtime.rules.decide(window.features)
+    return {
+        "type": "segment",
+        "start": round(window.start, 2),
+        "end": round(window.end, 2),
+        "classification": verdict.classification,
+        "score": round(verdict.confidence, 4),
+        "votes": [vote.as_dict() for vote in verdict.votes],
+    }
+
+
+def _check_content(total: int, peak: float, runtime: Runtime) -> None:
+    """The JSON route's checks on a decoded clip, on the whole stream."""
+    seconds, audio = total / SAMPLE_RATE, runtime.limits
+    if seconds < audio.min_seconds:
+        raise ClientError(f"audio is {seconds:.2f} s long; at least {audio.min_seconds:g} s is needed")
+    if peak < audio.silence_peak:
+        raise ClientError("audio is silent")
+
+
+def parse_start(text: str, languages: tuple[str, ...]) -> StreamStart:
+    message = _json_object(text)
+    if message.get("type") != "start":
+        raise StreamError('the first message must be {"type": "start", ...}', UNSUPPORTED)
+    unknown = sorted(set(message) - set(START_FIELDS))
+    if unknown:
+        raise StreamError(
+            f"unknown field {unknown[0][:40]!r}; allowed: {', '.join(START_FIELDS)}", UNSUPPORTED
+        )
+    language = message.get("language")
+    if not isinstance(language, str):
+        raise StreamError("field 'language' must be a string", UNSUPPORTED)
+    if message.get("encoding") not in ENCODINGS:
+        raise StreamError(f"field 'encoding' must be one of: {', '.join(ENCODINGS)}", UNSUPPORTED)
+    key = message.get("apiKey")
+    if key is not None and not isinstance(key, str):
+        raise StreamError("field 'apiKey' must be a string", UNSUPPORTED)
+    return StreamStart(canonical_language(language, languages), _sample_rate(message.get("sampleRate")), key)
+
+
+def _sample_rate(value: object) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE
+    ):
+        raise StreamError(
+            f"field 'sampleRate' must be a whole number of Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}",
+            UNSUPPORTED,
+        )
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        raise StreamError("text messages must be JSON objects", UNSUPPORTED) from None
+    if not isinstance(message, dict):
+        raise StreamError("text messages must be JSON objects", UNSUPPORTED)
+    return message
+
+
+def _check_key(given: str | None, expected: str) -> None:
+    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise StreamError(
+            "missing or invalid API key (x-api-key header, or apiKey in the start message)", POLICY
+        )
+
+
+async def _receive(websocket: WebSocket, limits: StreamLimits) -> Message:
+    with anyio.move_on_after(limits.idle_seconds):
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", NORMAL))
+        return message
+    raise StreamError(
+        f"no message for {limits.idle_seconds:g} s; send frames without pausing that long", POLICY
+    )
+
+
+async def _receive_text(websocket: WebSocket, limits: StreamLimits) -> str:
+    message = await _receive(websocket, limits)
+    text = message.get("text")
+    if text is None:
+        raise StreamError('the first message must be the text {"type": "start", ...}', UNSUPPORTED)
+    if len(text) > MAX_TEXT_BYTES:
+        raise StreamError(f"text messages are limited to {MAX_TEXT_BYTES} bytes", TOO_BIG)
+    return str(text)
+
+
+async def _receive_frame(websocket: WebSocket, limits: StreamLimits) -> bytes | None:
+    """The next PCM frame, or None at ``{"type": "end"}``."""
+    message = await _receive(websocket, limits)
+    data = message.get("bytes")
+    if data is not None:
+        if len(data) > limits.max_frame_bytes:
+            raise StreamError(f"binary frames are limited to {limits.max_frame_bytes} bytes", TOO_BIG)
+        return bytes(data)
+    text = message.get("text") or ""
+    if len(text) > MAX_TEXT_BYTES or _json_object(text).get("type") != "end":
+        raise StreamError('after start, send binary PCM frames, then {"type": "end"}', UNSUPPORTED)
+    return None
+
+
+async def _close(websocket: WebSocket, message: str, code: int) -> None:
+    if websocket.application_state != WebSocketState.CONNECTED:
+        return
+    try:
+        await websocket.send_json({"type": "error", "message": message})
+        await websocket.close(code)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client went away first

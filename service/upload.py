@@ -1,0 +1,70 @@
+"""``POST /api/voice-detection/file``: the same detection for a multipart/form-data upload.
+
+Fields: ``file`` (the audio), ``language``, optional ``audioFormat`` (a label, as in the JSON
+route). Same key check, rate limit, body limit, inference limiter and answer as the JSON route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import api
+from service.contract import DetectionRequest, audio_format, canonical_language
+from service.errors import ClientError
+
+FIELDS = ("file", "language", "audioFormat")
+MAX_TEXT_FIELD_BYTES = 1024  # language and audioFormat are short words
+
+
+async def detect_upload(request: Request) -> Response:
+    return await api.detect_with(request, "multipart/form-data", parse_upload)
+
+
+async def parse_upload(request: Request, body: bytearray, languages: tuple[str, ...]) -> DetectionRequest:
+    form = await _parse_form(request, body)
+    try:
+        unknown = sorted(set(form.keys()) - set(FIELDS))
+        if unknown:
+            raise ClientError(f"unknown field {unknown[0][:40]!r}; allowed: {', '.join(FIELDS)}")
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise ClientError("missing field 'file': send the audio as a file part (curl -F file=@clip.mp3)")
+        label = _text(form, "audioFormat", required=False)
+        return DetectionRequest(
+            language=canonical_language(_text(form, "language", required=True) or "", languages),
+            audio_format=audio_format(label) if label is not None else "",
+            audio=await file.read(),
+        )
+    finally:
+        await form.close()
+
+
+async def _parse_form(request: Request, body: bytearray) -> FormData:
+    async def chunks() -> AsyncGenerator[bytes, None]:
+        yield bytes(body)
+
+    parser = MultiPartParser(
+        request.headers, chunks(), max_files=1, max_fields=len(FIELDS), max_part_size=MAX_TEXT_FIELD_BYTES
+    )
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise ClientError(
+            f"malformed multipart body ({exc.message}); send one file part 'file' and a 'language' field"
+        ) from None
+
+
+def _text(form: FormData, name: str, required: bool) -> str | None:
+    value = form.get(name)
+    if value is None and not required:
+        return None
+    if value is None:
+        raise ClientError(f"missing field '{name}'")
+    if not isinstance(value, str):
+        raise ClientError(f"field '{name}' must be text, not a file")
+    return value
