@@ -71,8 +71,10 @@ def _pretrained_model(source: ModelSource) -> Wav2Vec2Model:
     try:
         model = _from_cache_or_hub(source)
     except (OSError, ValueError) as exc:
+        offline = isinstance(exc, socket.gaierror | TimeoutError | ConnectionError)
+        reason = "the model hub cannot be reached from here" if offline else f"{type(exc).__name__}: {exc}"
         raise ModelLoadError(
-            f"could not load {source.model_id!r} ({exc.__class__.__name__}: {exc}). "
+            f"could not load {source.model_id!r} ({reason}). "
             "Without access to the model hub, use --random-init base (random weights, same "
             "architecture) or pass --model a local directory holding the weights."
         ) from exc
