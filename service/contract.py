@@ -116,16 +116,17 @@ def error_body(message: str) -> dict[str, str]:
     return {"status": "error", "message": message}
 
 
-def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
-    error = {"$ref": "#/components/schemas/Error"}
+def detection_responses(body: str, media_type: str) -> dict[str, Any]:
+    """What a detection route answers: both routes share one path (api.detect_with)."""
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     responses: dict[str, Any] = {
-        str(code): {"description": text, "content": {"application/json": {"schema": error}}}
+        str(code): {"description": text, **error}
         for code, text in (
-            (400, "malformed HTTP or JSON, missing or invalid field, unusable audio, unknown language"),
+            (400, f"malformed HTTP or {body}, missing or invalid field, unusable audio, unknown language"),
             (401, "missing or wrong x-api-key"),
             (408, "request headers or body arrived too slowly"),
             (413, "body over the size limit"),
-            (415, "content type is not application/json"),
+            (415, f"content type is not {media_type}"),
             (429, "rate limit for this key reached; see Retry-After"),
             (431, "request headers too large"),
             (500, "a bug; the message never carries internals"),
@@ -136,6 +137,11 @@ def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
         "description": "classification",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Detection"}}},
     }
+    return responses
+
+
+def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
+    responses = detection_responses("JSON", "application/json")
     return {
         "openapi": "3.0.3",
         "info": {"title": "voicecheck", "version": "1.0.0", "description": "AI-generated vs human voice"},
@@ -237,27 +243,7 @@ def upload_openapi_paths(languages: tuple[str, ...]) -> dict[str, Any]:
                         }
                     },
                 },
-                "responses": _upload_responses(),
+                "responses": detection_responses("multipart body", "multipart/form-data"),
             }
         }
     }
-
-
-def _upload_responses() -> dict[str, Any]:
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    responses: dict[str, Any] = {
-        str(code): {"description": text, **error}
-        for code, text in (
-            (400, "malformed multipart body, missing or invalid field, unusable audio, unknown language"),
-            (401, "missing or wrong x-api-key"),
-            (413, "body over the size limit"),
-            (415, "content type is not multipart/form-data"),
-            (429, "rate limit reached; see Retry-After"),
-            (503, "not ready or overloaded; see Retry-After"),
-        )
-    }
-    responses["200"] = {
-        "description": "classification",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Detection"}}},
-    }
-    return responses
