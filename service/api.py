@@ -35,9 +35,9 @@ async def detect_with(request: Request, media_type: str, parse: BodyParser) -> R
     """The detection routes' one path: checks, the body within its limits, ``parse``, the queue,
     the analysis by the deadline, the contract's answer."""
     deadline = time.monotonic() + request.state.runtime.settings.deadline_seconds
-    runtime = ready_runtime(request)
+    runtime = _ready_runtime(request)
     settings = runtime.settings
-    check_api_key(request, settings.api_key)
+    _check_api_key(request, settings.api_key)
     runtime.rate_limit.take(settings.api_key)
     _check_content_type(request, media_type)
     runtime.limiter.refuse_if_full()  # before reading a body that could not be served
@@ -100,14 +100,14 @@ def _too_large(limit: int) -> ClientError:
     return ClientError(f"body is larger than the {limit} byte limit", 413)
 
 
-def ready_runtime(request: Request) -> Runtime:
+def _ready_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.state.runtime
     if not runtime.ready:
         raise ServiceUnavailable("the service is not ready; retry shortly")
     return runtime
 
 
-def check_api_key(request: Request, expected: str) -> None:
+def _check_api_key(request: Request, expected: str) -> None:
     given = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise ClientError("missing or invalid API key (x-api-key header)", 401)
