@@ -18,8 +18,8 @@ reverberation; and a random gain. Written as 16 kHz FLAC with labels.csv (path,l
 language,family,channel). Small human groups are rendered three times through different channels
 (the copies stay in their group, so holding a group out holds all of its copies out).
 
-Reserved for independent evaluation and never read here: festival voices, any neural TTS, the
-Asterisk prompts in other languages and the Czech and Dutch fillets-ng dubs.
+The speech DEVELOPERS.md reserves for the independent evaluation is never read (an allowlist test
+keeps the packages and paths to the ones above).
 """
 
 from __future__ import annotations
