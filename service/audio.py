@@ -98,11 +98,17 @@ def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> np.ndarray:
 
 def _check_content(waveform: np.ndarray, limits: AudioLimits) -> None:
     seconds = len(waveform) / SAMPLE_RATE
-    if seconds < limits.min_seconds:
-        raise AudioError(f"audio is {seconds:.2f} s long; at least {limits.min_seconds:g} s is needed")
+    check_audible(seconds, float(np.max(np.abs(waveform - waveform.mean()))), limits)
     if seconds > limits.max_seconds:
         raise _too_long(limits)
-    if float(np.max(np.abs(waveform - waveform.mean()))) < limits.silence_peak:
+
+
+def check_audible(seconds: float, swing: float, limits: AudioLimits) -> None:
+    """Long enough and not silent; ``swing`` is the largest distance of a sample from the clip's
+    mean (its peak once the DC offset is removed). The JSON route's clips and streams alike."""
+    if seconds < limits.min_seconds:
+        raise AudioError(f"audio is {seconds:.2f} s long; at least {limits.min_seconds:g} s is needed")
+    if swing < limits.silence_peak:
         raise AudioError("audio is silent: no audible signal once its DC offset is removed")
 
 

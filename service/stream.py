@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from service.audio import SAMPLE_RATE
+from service.audio import SAMPLE_RATE, check_audible
 from service.contract import canonical_language, success_body
 from service.detector import Window, analysis_windows, combine, window_samples
 from service.errors import ClientError
@@ -78,7 +78,10 @@ class WindowAssembler:
     window_seconds: float
     input_samples: int = 0
     start: int = 0  # index (16 kHz) of the first sample of the window being filled
-    peak: float = 0.0
+    _sum: float = 0.0
+    _count: int = 0
+    _low: float = 0.0
+    _high: float = 0.0
     _odd: bytes = b""
     _parts: list[np.ndarray] = field(default_factory=list)
     _buffered: int = 0
@@ -86,6 +89,12 @@ class WindowAssembler:
     def __post_init__(self) -> None:
         self._size = window_samples(self.window_seconds)
         self._resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+
+    @property
+    def swing(self) -> float:
+        """The largest distance of a 16 kHz sample so far from their mean (DC offset removed)."""
+        mean = self._sum / max(self._count, 1)
+        return max(self._high - mean, mean - self._low)
 
     @property
     def input_seconds(self) -> float:
@@ -112,7 +121,10 @@ class WindowAssembler:
     def _add(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
         if not len(chunk):
             return []
-        self.peak = max(self.peak, float(np.max(np.abs(chunk))))
+        self._sum += float(np.sum(chunk, dtype=np.float64))
+        self._low = min(self._low, float(chunk.min())) if self._count else float(chunk.min())
+        self._high = max(self._high, float(chunk.max())) if self._count else float(chunk.max())
+        self._count += len(chunk)
         self._parts.append(chunk)
         self._buffered += len(chunk)
         windows = []
@@ -175,7 +187,7 @@ async def _run(
             raise StreamError(f"the stream is longer than the {limits.max_seconds:g} s limit", POLICY)
         await _analyse(websocket, runtime, pieces, windows)
     pieces, total = assembler.finish()
-    _check_content(total, assembler.peak, runtime)
+    check_audible(total / SAMPLE_RATE, assembler.swing, runtime.limits)
     await _analyse(websocket, runtime, pieces, windows)
     return {"type": "summary", **success_body(start.language, combine(runtime.rules, windows, total))}
 
@@ -200,15 +212,6 @@ def segment_message(runtime: Runtime, window: Window) -> dict[str, Any]:
         "score": round(verdict.confidence, 4),
         "votes": [vote.as_dict() for vote in verdict.votes],
     }
-
-
-def _check_content(total: int, peak: float, runtime: Runtime) -> None:
-    """The JSON route's checks on a decoded clip, on the whole stream."""
-    seconds, audio = total / SAMPLE_RATE, runtime.limits
-    if seconds < audio.min_seconds:
-        raise ClientError(f"audio is {seconds:.2f} s long; at least {audio.min_seconds:g} s is needed")
-    if peak < audio.silence_peak:
-        raise ClientError("audio is silent")
 
 
 def parse_start(text: str, languages: tuple[str, ...]) -> StreamStart:

@@ -200,7 +200,11 @@ def test_stream_longer_than_the_limit_is_closed(settings: Settings) -> None:
 
 @pytest.mark.parametrize(
     ("audio", "words"),
-    [(np.zeros(16_000 * 2, dtype=np.float32), "audio is silent"), (speech(0.3), "at least 0.5 s")],
+    [
+        (np.zeros(16_000 * 2, dtype=np.float32), "audio is silent"),
+        (np.full(16_000 * 2, 0.3, dtype=np.float32), "audio is silent"),  # a DC offset, no sound
+        (speech(0.3), "at least 0.5 s"),
+    ],
 )
 def test_unusable_stream_gets_the_json_routes_error(
     client: TestClient, audio: np.ndarray, words: str
