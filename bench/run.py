@@ -87,7 +87,7 @@ def model_latency(artifacts: Path, threads: int, repeats: int) -> dict[str, Any]
     from export.model import ModelSource, load_model
     from export.onnx_export import export_fp32
     from export.verify import frame_cosine
-    from service.model import Encoder, create_session
+    from service.model import Encoder
 
     torch.set_num_threads(threads)
     manifest = json.loads((artifacts / "manifest.json").read_text())
@@ -108,9 +108,9 @@ def model_latency(artifacts: Path, threads: int, repeats: int) -> dict[str, Any]
             str(fp32), str(dynamic), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8
         )
         encoders = {
-            "onnxruntime FP32": Encoder(create_session(fp32, threads)),
-            "onnxruntime dynamic INT8": Encoder(create_session(dynamic, threads)),
-            "ours: static INT8": Encoder(create_session(artifacts / "model.onnx", threads)),
+            "onnxruntime FP32": Encoder.load(fp32, threads),
+            "onnxruntime dynamic INT8": Encoder.load(dynamic, threads),
+            "ours: static INT8": Encoder.load(artifacts / "model.onnx", threads),
         }
 
         def torch_run(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:

@@ -74,9 +74,9 @@ def window_reference(artifacts: Path, threads: int, repeats: int = 10) -> dict[s
     """In-process time of one 5 s window's analysis (encoder + features): the floor under the
     stream's latency on this machine at this moment (it is shared, and its speed drifts)."""
     from service.detector import analyse_window
-    from service.model import Encoder, create_session
+    from service.model import Encoder
 
-    encoder = Encoder(create_session(artifacts / "model.onnx", threads))
+    encoder = Encoder.load(artifacts / "model.onnx", threads)
     clip = speech(5.0)
     return timed(lambda: analyse_window(encoder, clip, 0), repeats)
 

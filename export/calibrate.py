@@ -26,7 +26,7 @@ from export.corpus import FeatureTable, compute_features, read_labels
 from export.manifest import sha256_of
 from export.metrics import report
 from service.audio import quiet_decoder_notes
-from service.model import Encoder, create_session
+from service.model import Encoder
 from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import Z_CLIP, VoteModel, VoteRules
 from service.votes import MEASUREMENTS, VOTES
@@ -220,7 +220,7 @@ def calibrate(
     exclude: Sequence[str] = EXCLUDED_FAMILIES,
     max_encoded_seconds: float = math.inf,
 ) -> VoteRules:
-    encoder = Encoder(create_session(artifacts / "model.onnx", threads))
+    encoder = Encoder.load(artifacts / "model.onnx", threads)
     clips = read_labels(data_dir)
     table = compute_features(
         clips, encoder, window_seconds, cache=cache, max_encoded_seconds=max_encoded_seconds

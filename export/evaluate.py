@@ -32,7 +32,7 @@ from export.corpus import FeatureTable, compute_features, read_labels
 from export.metrics import report, roc_curve
 from export.robustness import PERTURBATIONS, Perturbation
 from service.audio import quiet_decoder_notes
-from service.model import Encoder, create_session
+from service.model import Encoder
 from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import AI, Verdict, VoteRules
 
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_decoder_notes()
     rules = VoteRules.load(args.artifacts / "votes.json")
-    encoder = Encoder(create_session(args.artifacts / "model.onnx", args.threads))
+    encoder = Encoder.load(args.artifacts / "model.onnx", args.threads)
     table = compute_features(
         read_labels(args.data_dir),
         encoder,

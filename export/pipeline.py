@@ -27,7 +27,7 @@ from export.synthetic import labelled_clips, speech_like
 from export.verify import compare, latency_ms
 from service.audio import decode_audio
 from service.detector import split_windows
-from service.model import Encoder, create_session
+from service.model import Encoder
 from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import VoteRules
 
@@ -100,7 +100,7 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
                 f"{len(audio.calibration)} windows"
             )
             excluded = quantize(fp32, graph, audio.calibration, recipe)
-            encoder = Encoder(create_session(graph, options.threads))
+            encoder = Encoder.load(graph, options.threads)
             fidelity = compare(model, encoder, audio.verify)
             attempts.append({"convs": recipe.convs, **fidelity.as_dict()})
             kept = fidelity.frame_cosine_min >= options.min_frame_cosine

@@ -45,6 +45,10 @@ class Encoder:
     session: ort.InferenceSession
     run_options: ort.RunOptions = field(default_factory=shrinking_run_options)
 
+    @classmethod
+    def load(cls, graph: Path, threads: int) -> Encoder:
+        return cls(create_session(graph, threads))
+
     @property
     def input_name(self) -> str:
         return str(self.session.get_inputs()[0].name)

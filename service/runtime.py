@@ -14,7 +14,7 @@ from service.detector import Detection, EncoderBudget, EncoderPace, Window, anal
 from service.limiter import ByteBudget, InferenceLimiter, RateLimit
 from service.malloc import release_free_memory
 from service.metrics import Metrics
-from service.model import Encoder, create_session
+from service.model import Encoder
 from service.settings import Settings
 from service.verdict import VoteRules
 
@@ -112,7 +112,7 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             f"{votes_path} was learned for another graph: re-run python -m export.calibrate "
             f"(or python -m export) so the votes match {graph}"
         )
-    encoder = Encoder(create_session(graph, settings.threads))
+    encoder = Encoder.load(graph, settings.threads)
     pace = measure_pace(encoder)
     release_free_memory()
     limits = AudioLimits(max_seconds=settings.max_audio_seconds, min_seconds=settings.min_audio_seconds)

@@ -22,7 +22,7 @@ from export.metrics import (
 from export.robustness import PERTURBATIONS, mp3_32k
 from export.synthetic import speech_like
 from service.detector import clip_features, window_features
-from service.model import Encoder, create_session
+from service.model import Encoder
 from service.settings import Settings
 from service.verdict import AI, VoteRules
 from service.votes import MEASUREMENTS, VOTES
@@ -150,7 +150,7 @@ def test_level_noise_and_recoding_move_each_vote_little(calibrated: Path, name: 
     of the noise bound: here it comes from a tiny random-init network, whose robustness says
     nothing about the pretrained model's."""
     rules = VoteRules.load(calibrated / "votes.json")
-    encoder = Encoder(create_session(calibrated / "model.onnx", threads=1))
+    encoder = Encoder.load(calibrated / "model.onnx", threads=1)
     rng = np.random.default_rng(0)
     for seed, natural in ((5001, True), (5002, False), (5003, True), (5004, False)):
         clip = telephone_band(speech_like(4.0, seed=seed, natural=natural))
@@ -215,7 +215,7 @@ def test_folds_keep_groups_whole() -> None:
 
 def test_vectorised_prediction_is_the_services_decision(calibrated: Path, toy_corpus: Path) -> None:
     rules = VoteRules.load(calibrated / "votes.json")
-    encoder = Encoder(create_session(calibrated / "model.onnx", threads=1))
+    encoder = Encoder.load(calibrated / "model.onnx", threads=1)
     table = compute_features(read_labels(toy_corpus), encoder, 5.0)
     ai_probability, predicted_ai = predict(rules, table.values)
     for i in range(len(table.clips)):

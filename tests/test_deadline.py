@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.detector import EncoderBudget, EncoderPace, clip_features, detect, spread_order, window_features
-from service.model import Encoder, create_session
+from service.model import Encoder
 from service.settings import Settings
 from service.verdict import VoteRules
 from service.votes import HIDDEN_MEASUREMENTS, SIGNAL_MEASUREMENTS
@@ -99,7 +99,7 @@ def test_budget_too_small_for_a_window_still_encodes_a_shorter_piece(rules: Vote
 def test_clips_that_fit_are_analysed_exactly_as_without_a_budget(
     tiny_artifacts: Path, rules: VoteRules
 ) -> None:
-    encoder = Encoder(create_session(tiny_artifacts / "model.onnx", threads=1))
+    encoder = Encoder.load(tiny_artifacts / "model.onnx", threads=1)
     clip = speech(12.0, seed=8)
     unbounded = detect(encoder, rules, clip, 5.0)
     budget = EncoderBudget(deadline=time.monotonic() + 60.0, pace=EncoderPace(0.05))

@@ -9,7 +9,7 @@ import pytest
 
 from service.detector import MIN_WINDOW_SECONDS, analysis_windows, detect, split_windows, window_features
 from service.features import hidden_measurements, telephone_band
-from service.model import Encoder, create_session
+from service.model import Encoder
 from service.verdict import VoteRules
 from service.votes import MEASUREMENTS, VOTES, signal_measurements
 from tests.conftest import speech
@@ -17,7 +17,7 @@ from tests.conftest import speech
 
 @pytest.fixture(scope="module")
 def encoder(tiny_artifacts: Path) -> Encoder:
-    return Encoder(create_session(tiny_artifacts / "model.onnx", threads=1))
+    return Encoder.load(tiny_artifacts / "model.onnx", threads=1)
 
 
 @pytest.mark.parametrize("gain", [0.1, 3.0])

@@ -26,7 +26,7 @@ from export.onnx_export import export_fp32
 from export.pipeline import ExportOptions, run_export
 from export.quantize import QuantRecipe, excluded_nodes, store_conv_weights_int8
 from export.verify import compare
-from service.model import Encoder, create_session
+from service.model import Encoder
 
 
 def tiny_model() -> torch.nn.Module:
@@ -72,8 +72,8 @@ def test_conv_weights_stored_int8_give_nearly_the_same_output(tmp_path: Path) ->
     onnx.save(graph, tmp_path / "int8_weights.onnx")
 
     clip = np.random.default_rng(0).standard_normal(24_000).astype(np.float32) * 0.1
-    reference = Encoder(create_session(tmp_path / "float" / "model.onnx", 1))(clip)
-    stored = Encoder(create_session(tmp_path / "int8_weights.onnx", 1))(clip)
+    reference = Encoder.load(tmp_path / "float" / "model.onnx", 1)(clip)
+    stored = Encoder.load(tmp_path / "int8_weights.onnx", 1)(clip)
     cosine = (reference * stored).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(stored, axis=1)
     assert cosine.min() > 0.99
 
@@ -112,5 +112,5 @@ def test_exported_graph_follows_torch_at_any_length(tiny_artifacts: Path, sample
     constants: odd and minimal lengths still match the unfolded torch model."""
     model, _ = load_model(ModelSource("tiny", random_init="tiny"))  # the fixture's seed
     clip = np.random.default_rng(samples).standard_normal(samples).astype(np.float32) * 0.1
-    encoder = Encoder(create_session(tiny_artifacts / "model.onnx", 1))
+    encoder = Encoder.load(tiny_artifacts / "model.onnx", 1)
     assert compare(model, encoder, [clip]).frame_cosine_min > 0.98
