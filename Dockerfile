@@ -39,7 +39,7 @@ RUN case "$WEIGHTS" in \
       random-init) source="--random-init base"; echo "WARNING: WEIGHTS=random-init: RANDOM weights" >&2 ;; \
       *) echo "WEIGHTS must be pretrained or random-init, not '$WEIGHTS'" >&2; exit 2 ;; \
     esac \
- && python -m export $source --calibration /corpus --out /artifacts
+ && python -m export $source --range-audio /corpus --out /artifacts
 RUN python -m export.calibrate /corpus --artifacts /artifacts --cache /tmp/measurements.npz \
  && python -m export.evaluate /corpus --artifacts /artifacts --cache /tmp/measurements.npz --robustness 100
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from export.pipeline import ExportError, ExportOptions, SourceUnavailable, run_export
 from export.quantize import CONV_CHOICES, QuantRecipe
+from service.artifacts import Artifacts
 from service.audio import quiet_decoder_notes
 
 EXIT_FAILED = 1
@@ -33,7 +34,12 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights and synthetic audio")
     parser.add_argument(
-        "--calibration", type=Path, default=None, help="folder of audio for static calibration"
+        "--range-audio",
+        "--calibration",
+        dest="range_audio",
+        type=Path,
+        default=None,
+        help="folder of audio that sets the INT8 activation ranges (range calibration); default: synthetic",
     )
     parser.add_argument("--min-frame-cosine", type=float, default=0.98, help="fidelity floor vs FP32")
     parser.add_argument("--threads", type=int, default=2, help="threads for verification and timing")
@@ -52,7 +58,7 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
         revision=args.revision,
         random_init=args.random_init,
         seed=args.seed,
-        calibration=args.calibration,
+        range_audio=args.range_audio,
         min_frame_cosine=args.min_frame_cosine,
         threads=args.threads,
         recipe=QuantRecipe(calibrate_method=args.calibrate_method),
@@ -71,9 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExportError as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    fidelity = manifest["fidelity"]
+    fidelity = manifest.fidelity
     print(
-        f"wrote {options.out / 'model.onnx'} ({manifest['graph']['bytes'] / 1e6:.1f} MB); "
+        f"wrote {Artifacts(options.out).graph} ({manifest.graph.bytes / 1e6:.1f} MB); "
         f"frame cosine min {fidelity['frame_cosine_min']:.4f} mean {fidelity['frame_cosine_mean']:.4f}",
         file=sys.stderr,
     )

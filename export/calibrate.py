@@ -1,4 +1,4 @@
-"""Learn the five votes from labelled speech and write votes.json.
+"""Vote calibration: learn the five votes from a labelled folder (labels.csv) and write votes.json.
 
 Reads DATA_DIR/labels.csv (path,label,group,language[,family]), computes the measurements with
 the service's own code and the graph in --artifacts, and fits, for each vote of service.votes,
@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from export.corpus import FeatureTable, compute_features, read_labels
-from export.manifest import sha256_of
 from export.metrics import report
+from service.artifacts import Artifacts, sha256_of
 from service.audio import quiet_decoder_notes
 from service.model import Encoder
 from service.settings import DEFAULT_WINDOW_SECONDS
-from service.verdict import Z_CLIP, VoteModel, VoteRules
+from service.verdict import Z_CLIP, VoteModel, VoteProvenance, VoteRules
 from service.votes import MEASUREMENTS, VOTES
 
 L2 = 0.05  # penalty on the standardised weights, per unit of total sample weight
@@ -39,6 +39,8 @@ EXCLUDED_FAMILIES = ("world", "griffinlim", "lpc")
 QUADRATIC = 0.0  # weight of the squared terms; 0: each vote linear (squared terms measured no better, README)
 INNER_FOLDS = 5
 NEWTON_STEPS = 30
+
+FOLD = VoteProvenance(graph_sha256="", source="cross-validation fold")  # fitted, scored, never saved
 
 
 def sample_weights(is_ai: np.ndarray, groups: Sequence[str]) -> np.ndarray:
@@ -143,7 +145,7 @@ def fit_votes(
     values: np.ndarray,
     is_ai: np.ndarray,
     groups: Sequence[str],
-    provenance: dict[str, Any],
+    provenance: VoteProvenance,
     calibrated: bool,
     l2: float = L2,
 ) -> VoteRules:
@@ -180,7 +182,7 @@ def leave_one_group_out(
     for name in sorted(set(groups)):
         test = groups == name
         train = usable & ~test
-        rules = fit_votes(table.values[train], is_ai[train], list(groups[train]), {}, True, l2)
+        rules = fit_votes(table.values[train], is_ai[train], list(groups[train]), FOLD, True, l2)
         ai_probability[test], predicted_ai[test] = predict(rules, table.values[test])
     return ai_probability, predicted_ai
 
@@ -213,31 +215,31 @@ def corpus_summary(table: FeatureTable) -> dict[str, Any]:
 
 def calibrate(
     data_dir: Path,
-    artifacts: Path,
+    artifacts: Artifacts,
     threads: int,
     window_seconds: float,
     cache: Path | None = None,
     exclude: Sequence[str] = EXCLUDED_FAMILIES,
     max_encoded_seconds: float = math.inf,
 ) -> VoteRules:
-    encoder = Encoder.load(artifacts / "model.onnx", threads)
+    encoder = Encoder.load(artifacts.graph, threads)
     clips = read_labels(data_dir)
     table = compute_features(
         clips, encoder, window_seconds, cache=cache, max_encoded_seconds=max_encoded_seconds
     )
     metrics = cross_validate(table, exclude)
     usable = trainable(table, exclude)
-    provenance = {
-        "source": "calibrate",
-        "model": f"per vote: L2 logistic regression (l2={L2}) on standardised measurements, group-balanced",
-        "corpus": {"dir": str(data_dir), **corpus_summary(table)},
-        "graph_sha256": sha256_of(artifacts / "model.onnx"),
-        "window_seconds": window_seconds,
-        "max_encoded_seconds": max_encoded_seconds if math.isfinite(max_encoded_seconds) else None,
-        "excluded_families": list(exclude),
-        "cross_validated": metrics,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    provenance = VoteProvenance(
+        graph_sha256=sha256_of(artifacts.graph),
+        source="calibrate",
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        model=f"per vote: L2 logistic regression (l2={L2}) on standardised measurements, group-balanced",
+        corpus={"dir": str(data_dir), **corpus_summary(table)},
+        window_seconds=window_seconds,
+        max_encoded_seconds=max_encoded_seconds if math.isfinite(max_encoded_seconds) else None,
+        excluded_families=list(exclude),
+        cross_validated=metrics,
+    )
     groups = [g for g, u in zip(table.groups, usable, strict=True) if u]
     return fit_votes(table.values[usable], table.is_ai[usable], groups, provenance, calibrated=True)
 
@@ -269,20 +271,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_decoder_notes()
     exclude = tuple(f for f in args.exclude_families.split(",") if f)
+    artifacts = Artifacts(args.artifacts)
     rules = calibrate(
         args.data_dir,
-        args.artifacts,
+        artifacts,
         args.threads,
         args.window_seconds,
         args.cache,
         exclude,
         args.max_encoded_seconds,
     )
-    rules.save(args.artifacts / "votes.json")
-    cv = rules.provenance["cross_validated"]
+    rules.save(artifacts.votes_file)
+    cv = rules.provenance.cross_validated or {}
     seen = cv["trainable_families_only"]
     print(
-        f"wrote {args.artifacts / 'votes.json'}; leave-one-group-out: balanced accuracy "
+        f"wrote {artifacts.votes_file}; leave-one-group-out: balanced accuracy "
         f"{seen['balanced_accuracy']:.3f}, EER {seen['eer']:.3f}, ECE {seen['ece']:.3f} on the trainable "
         f"families; {cv['balanced_accuracy']:.3f} with the excluded ones ({', '.join(exclude) or 'none'}) "
         f"as unseen; worst group {cv['worst_group']['group']} {cv['worst_group']['accuracy']:.3f}",

@@ -21,6 +21,7 @@ import numpy as np
 
 from export.calibrate import (
     EXCLUDED_FAMILIES,
+    FOLD,
     INNER_FOLDS,
     add_budget_argument,
     cross_validate,
@@ -31,6 +32,7 @@ from export.calibrate import (
 from export.corpus import FeatureTable, compute_features, read_labels
 from export.metrics import report, roc_curve
 from export.robustness import PERTURBATIONS, Perturbation
+from service.artifacts import Artifacts
 from service.audio import quiet_decoder_notes
 from service.model import Encoder
 from service.settings import DEFAULT_WINDOW_SECONDS
@@ -62,7 +64,7 @@ def _recalls(table: FeatureTable, train_families: set[str]) -> dict[str, float]:
         if not held.any() or not (is_ai & train).any():
             continue
         groups = [g for g, t in zip(table.groups, train, strict=True) if t]
-        rules = fit_votes(table.values[train], is_ai[train], groups, {}, True)
+        rules = fit_votes(table.values[train], is_ai[train], groups, FOLD, True)
         test = held | (is_ai & ~train)
         _, predicted_ai = predict(rules, table.values[test])
         for family in sorted(set(families[test])):
@@ -181,8 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_budget_argument(parser)
     args = parser.parse_args(argv)
     quiet_decoder_notes()
-    rules = VoteRules.load(args.artifacts / "votes.json")
-    encoder = Encoder.load(args.artifacts / "model.onnx", args.threads)
+    artifacts = Artifacts(args.artifacts)
+    rules = artifacts.votes()
+    encoder = Encoder.load(artifacts.graph, args.threads)
     table = compute_features(
         read_labels(args.data_dir),
         encoder,

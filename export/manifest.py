@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from service.artifacts import GraphInfo, Manifest, ModelOrigin, sha256_of
+
 PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "numpy")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def graph_interface(path: Path) -> dict[str, Any]:
@@ -52,15 +45,25 @@ def versions() -> dict[str, str]:
     return found
 
 
-def build_manifest(graph_path: Path, **sections: Any) -> dict[str, Any]:
-    return {
-        "graph": {
-            "file": graph_path.name,
-            "sha256": sha256_of(graph_path),
-            "bytes": graph_path.stat().st_size,
-            **graph_interface(graph_path),
-        },
-        **sections,
-        "versions": versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+def build_manifest(
+    graph_path: Path,
+    source: ModelOrigin,
+    quantization: dict[str, Any],
+    fidelity: dict[str, Any],
+    latency_5s: dict[str, Any],
+) -> Manifest:
+    graph = GraphInfo(
+        file=graph_path.name,
+        sha256=sha256_of(graph_path),
+        bytes=graph_path.stat().st_size,
+        **graph_interface(graph_path),
+    )
+    return Manifest(
+        graph=graph,
+        source=source,
+        quantization=quantization,
+        fidelity=fidelity,
+        latency_5s=latency_5s,
+        versions=versions(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )

@@ -13,6 +13,8 @@ from huggingface_hub import constants
 from torch.nn.utils import parametrize
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from service.artifacts import ModelOrigin
+
 # Same conv strides as the base model (one frame per 20 ms), everything else small.
 TINY_CONFIG: dict[str, Any] = {
     "hidden_size": 32,
@@ -39,15 +41,15 @@ class ModelSource:
     random_init: str | None = None
     seed: int = 0
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelOrigin:
         if self.random_init:
-            return {
-                "kind": "random-init",
-                "architecture": self.random_init,
-                "seed": self.seed,
-                "warning": "random weights: not the pretrained model",
-            }
-        return {"kind": "pretrained", "model_id": self.model_id, "revision": self.revision}
+            return ModelOrigin(
+                kind="random-init",
+                architecture=self.random_init,
+                seed=self.seed,
+                warning="random weights: not the pretrained model",
+            )
+        return ModelOrigin(kind="pretrained", model_id=self.model_id, revision=self.revision)
 
 
 def load_model(source: ModelSource) -> tuple[Wav2Vec2Model, ModelSource]:

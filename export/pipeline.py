@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import json
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -25,16 +23,17 @@ from export.onnx_export import export_fp32
 from export.quantize import CONV_CHOICES, QuantRecipe, quantize
 from export.synthetic import labelled_clips, speech_like
 from export.verify import compare, latency_ms
+from service.artifacts import Artifacts, Manifest
 from service.audio import decode_audio
 from service.detector import split_windows
 from service.model import Encoder
 from service.settings import DEFAULT_WINDOW_SECONDS
-from service.verdict import VoteRules
+from service.verdict import VoteProvenance, VoteRules
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus"}
-CALIBRATION_WINDOWS = 32
-CALIBRATION_WINDOW_SECONDS = 6.0
-VERIFY_EVERY = 5  # every fifth calibration file is held out for verification
+RANGE_WINDOWS = 32
+RANGE_WINDOW_SECONDS = 6.0
+VERIFY_EVERY = 5  # every fifth range-audio file is held out for verification
 TOY_CLIPS = 40
 
 
@@ -53,7 +52,7 @@ class ExportOptions:
     revision: str | None = None
     random_init: str | None = None
     seed: int = 0
-    calibration: Path | None = None
+    range_audio: Path | None = None  # audio that sets the INT8 activation ranges
     min_frame_cosine: float = 0.98
     threads: int = 2
     recipe: QuantRecipe = field(default_factory=QuantRecipe)
@@ -68,7 +67,7 @@ def candidate_recipes(options: ExportOptions) -> list[QuantRecipe]:
 
 @dataclass(frozen=True)
 class AudioSets:
-    calibration: list[np.ndarray]
+    range_windows: list[np.ndarray]
     verify: list[np.ndarray]
     description: dict[str, Any]
 
@@ -77,7 +76,7 @@ def log(message: str) -> None:
     print(f"[export {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run_export(options: ExportOptions) -> dict[str, Any]:
+def run_export(options: ExportOptions) -> Manifest:
     torch.set_num_threads(options.threads)
     log("loading model")
     try:
@@ -89,17 +88,17 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     audio = audio_sets(options)
     options.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=options.out) as tmp:
-        staging = Path(tmp)
+        staging = Artifacts(Path(tmp))
         log("exporting FP32 ONNX (optimum-onnx) and checking it")
-        fp32 = export_fp32(for_export(model), staging / "fp32.onnx")
-        graph = staging / "model.onnx"
+        fp32 = export_fp32(for_export(model), staging.folder / "fp32.onnx")
+        graph = staging.graph
         attempts: list[dict[str, Any]] = []
         for recipe in candidate_recipes(options):
             log(
                 f"quantizing: static {recipe.quant_format}, convs {recipe.convs}, "
-                f"{len(audio.calibration)} windows"
+                f"{len(audio.range_windows)} range windows"
             )
-            excluded = quantize(fp32, graph, audio.calibration, recipe)
+            excluded = quantize(fp32, graph, audio.range_windows, recipe)
             encoder = Encoder.load(graph, options.threads)
             fidelity = compare(model, encoder, audio.verify)
             attempts.append({"convs": recipe.convs, **fidelity.as_dict()})
@@ -124,47 +123,45 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
             quantization={
                 **recipe.as_dict(),
                 "excluded_nodes": excluded,
-                "calibration_set": audio.description,
+                "range_calibration_set": audio.description,
                 "recipe_search": attempts,
             },
             fidelity={**fidelity.as_dict(), "min_frame_cosine_floor": options.min_frame_cosine},
             latency_5s={**timing, "threads": options.threads},
         )
         log("learning provisional (uncalibrated) votes from the synthetic toy set")
-        provisional_votes(encoder, manifest["graph"]["sha256"], options.seed).save(staging / "votes.json")
-        write_json(staging / "manifest.json", manifest)
-        for name in ("model.onnx", "votes.json", "manifest.json"):
-            shutil.move(staging / name, options.out / name)
+        staging.write(manifest, provisional_votes(encoder, manifest.graph.sha256, options.seed))
+        staging.move_to(Artifacts(options.out))
     return manifest
 
 
 def audio_sets(options: ExportOptions) -> AudioSets:
-    if options.calibration is None:
+    if options.range_audio is None:
         base = options.seed * 1000
         return AudioSets(
-            calibration=[speech_like(4.0, base + i, natural=i % 2 == 0) for i in range(24)],
+            range_windows=[speech_like(4.0, base + i, natural=i % 2 == 0) for i in range(24)],
             verify=[speech_like(5.0, base + 500 + i, natural=i % 2 == 0) for i in range(4)],
             description={"kind": "synthetic", "note": "built-in speech-like signals, not recordings"},
         )
-    files = sorted(p for p in options.calibration.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    files = sorted(p for p in options.range_audio.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     random.Random(options.seed).shuffle(files)  # every voice and speaker, not the first folder's
-    verify_files, calibration_files = (
+    verify_files, range_files = (
         files[::VERIFY_EVERY],
         [f for i, f in enumerate(files) if i % VERIFY_EVERY],
     )
-    if not verify_files or not calibration_files:
+    if not verify_files or not range_files:
         raise ExportError(
-            f"--calibration {options.calibration} needs at least 2 audio files ({sorted(AUDIO_SUFFIXES)})"
+            f"--range-audio {options.range_audio} needs at least 2 audio files ({sorted(AUDIO_SUFFIXES)})"
         )
-    decoded = (w for f in calibration_files for w in _windows(_decode(f)))
-    windows = list(itertools.islice(decoded, CALIBRATION_WINDOWS))
+    decoded = (w for f in range_files for w in _windows(_decode(f)))
+    windows = list(itertools.islice(decoded, RANGE_WINDOWS))
     return AudioSets(
-        calibration=windows,
+        range_windows=windows,
         verify=[_decode(f) for f in verify_files[:8]],
         description={
             "kind": "recordings",
-            "dir": str(options.calibration),
-            "calibration_files": len(calibration_files),
+            "dir": str(options.range_audio),
+            "range_files": len(range_files),
             "verify_files": min(8, len(verify_files)),
             "windows": len(windows),
         },
@@ -176,24 +173,18 @@ def _decode(path: Path) -> np.ndarray:
 
 
 def _windows(waveform: np.ndarray) -> list[np.ndarray]:
-    return [waveform[a:b] for a, b in split_windows(len(waveform), CALIBRATION_WINDOW_SECONDS)]
+    return [waveform[a:b] for a, b in split_windows(len(waveform), RANGE_WINDOW_SECONDS)]
 
 
 def provisional_votes(encoder: Encoder, graph_sha256: str, seed: int) -> VoteRules:
     clips = labelled_clips(TOY_CLIPS, 3.0, seed=seed * 1000 + 900)
     values = np.array([feature_row(encoder, clip, DEFAULT_WINDOW_SECONDS) for clip, _ in clips])
     is_ai = np.array([not natural for _, natural in clips])
-    provenance = {
-        "source": "export",
-        "warning": (
-            "uncalibrated: learned from synthetic toy signals, not speech; run python -m export.calibrate"
-        ),
-        "graph_sha256": graph_sha256,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    provenance = VoteProvenance(
+        graph_sha256=graph_sha256,
+        source="export",
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        warning="uncalibrated: learned from synthetic toy signals, not speech; run voicecheck calibrate",
+    )
     groups = [f"toy-{i}" for i in range(len(clips))]  # each toy clip its own "speaker"
     return fit_votes(values, is_ai, groups, provenance, calibrated=False)
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""Seeded speech-like audio for offline use: calibration windows and labelled toy clips.
+"""Seeded speech-like audio for offline use: INT8 range-calibration windows and labelled toy clips.
 
 Voiced syllables are additive harmonics under three formant bumps, separated by pauses and
 fricative noise. ``natural=True`` adds what people do and plain synthesis does not: pitch

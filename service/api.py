@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -52,7 +53,39 @@ async def detect_with(request: Request, media_type: str, parse: BodyParser) -> R
 
 async def health(request: Request) -> Response:
     runtime: Runtime = request.state.runtime
-    return JSONResponse(runtime.health(), status_code=200 if runtime.ready else 503)
+    return JSONResponse(health_report(runtime), status_code=200 if runtime.ready else 503)
+
+
+def health_report(runtime: Runtime) -> dict[str, Any]:
+    """Readiness, where the graph came from and how the votes were learned."""
+    status = "degraded" if runtime.random_weights else "ok"
+    provenance = runtime.rules.provenance
+    return {
+        "status": status if runtime.ready else "unavailable",
+        "model": {
+            "source": runtime.manifest.to_json()["source"],
+            "random_weights": runtime.random_weights,
+            "graph_sha256": runtime.manifest.graph.sha256,
+            "fidelity": runtime.manifest.fidelity,
+        },
+        "votes": {
+            "calibrated": runtime.rules.calibrated,
+            "source": provenance.source,
+            "created": provenance.created,
+            "warning": provenance.warning,
+            "cross_validated": _headline(provenance.cross_validated),
+            "window_seconds": provenance.window_seconds,
+        },
+        "window_seconds": runtime.settings.window_seconds,
+        "deadline_seconds": runtime.settings.deadline_seconds,
+        "encoder_seconds_per_audio_second": round(runtime.pace.seconds_per_audio_second, 4),
+    }
+
+
+def _headline(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not metrics:
+        return None
+    return {k: metrics[k] for k in ("clips", "balanced_accuracy", "eer", "ece") if k in metrics}
 
 
 async def metrics(request: Request) -> Response:

@@ -39,7 +39,7 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
             log.warning(
                 "RANDOM WEIGHTS: this graph was exported with --random-init; verdicts are not meaningful"
             )
-        learned_with = runtime.rules.provenance.get("window_seconds")
+        learned_with = runtime.rules.provenance.window_seconds
         if learned_with not in (None, settings.window_seconds):
             log.warning(
                 "votes were calibrated with %s s windows but WINDOW_SECONDS is %s: recalibrate or match it",

@@ -84,7 +84,7 @@ class Detection:
 
 def split_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
     """Near-equal windows no longer than ``window_seconds`` covering the whole clip (export's
-    calibration windows; the detector analyses ``analysis_windows``)."""
+    range-calibration windows; the detector analyses ``analysis_windows``)."""
     count = max(1, math.ceil(samples / (window_seconds * SAMPLE_RATE)))
     edges = np.linspace(0, samples, count + 1).astype(int)
     return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from service.artifacts import Artifacts, ArtifactsError
 from service.contract import canonical_language, error_body, success_body
 from service.errors import ClientError
 from service.metrics import Metrics
@@ -123,11 +124,10 @@ def _check(options: ScanOptions) -> None:
         raise ScanError(f"--out must end in {' or '.join(OUT_SUFFIXES)}, not {options.out.name!r}")
     if not 1 <= options.workers <= 64:
         raise ScanError("--workers must be 1-64")
-    for name in ("model.onnx", "votes.json", "manifest.json"):
-        if not (options.artifacts / name).is_file():
-            raise ScanError(
-                f"{options.artifacts / name} is missing: pass --artifacts DIR (made by voicecheck export)"
-            )
+    try:
+        Artifacts(options.artifacts).load()
+    except ArtifactsError as exc:
+        raise ScanError(f"{exc}; or pass --artifacts DIR") from None
 
 
 def _run(files: list[str], options: ScanOptions, language: str) -> Iterator[dict[str, Any]]:

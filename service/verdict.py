@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +113,35 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class VoteProvenance:
+    """How the votes were learned: by export (provisional) or by vote calibration on a corpus."""
+
+    graph_sha256: str  # the graph whose hidden states the hidden-state vote was fitted to
+    source: str = "unknown"  # "export" or "calibrate"
+    created: str | None = None
+    warning: str | None = None
+    model: str | None = None
+    corpus: dict[str, Any] | None = None
+    window_seconds: float | None = None
+    max_encoded_seconds: float | None = None
+    excluded_families: list[str] | None = None
+    cross_validated: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> VoteProvenance:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+@dataclass(frozen=True)
 class VoteRules:
     models: tuple[VoteModel, ...]
     combine: tuple[float, float]  # Platt (slope, intercept) on the mean vote logit
     calibrated: bool
-    provenance: Mapping[str, Any] = field(default_factory=dict)
+    provenance: VoteProvenance
 
     def vote_logits(self, features: Mapping[str, float]) -> list[float]:
         return [model.logit(features) for model in self.models]
@@ -135,7 +159,7 @@ class VoteRules:
             "calibrated": self.calibrated,
             "votes": [model.to_json() for model in self.models],
             "combine": {"slope": self.combine[0], "intercept": self.combine[1]},
-            "provenance": dict(self.provenance),
+            "provenance": self.provenance.to_json(),
         }
 
     def save(self, path: Path) -> None:
@@ -156,7 +180,8 @@ class VoteRules:
         models = tuple(VoteModel.from_json(entry) for entry in raw["votes"])
         combine = (float(raw["combine"]["slope"]), float(raw["combine"]["intercept"]))
         _validate(models, combine)
-        return cls(models, combine, bool(raw["calibrated"]), raw.get("provenance", {}))
+        provenance = VoteProvenance.from_json(raw["provenance"])
+        return cls(models, combine, bool(raw["calibrated"]), provenance)
 
 
 def combined_probability(combine: tuple[float, float], logits: Sequence[float], classification: str) -> float:

@@ -4,12 +4,14 @@ import base64
 import json
 import math
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
+from service.artifacts import Artifacts, ArtifactsError, ModelOrigin
 from service.detector import Detection
 from service.settings import Settings
 from tests.conftest import API_KEY, DATA, encode, make_client, payload, post, serving, speech
@@ -312,7 +314,7 @@ def test_every_response_of_a_random_weights_graph_says_so(client: TestClient) ->
 
 def test_pretrained_graph_answers_without_the_warning(settings: Settings) -> None:
     with serving(settings) as (client, runtime):
-        runtime.manifest = {**runtime.manifest, "source": {"kind": "pretrained"}}
+        runtime.manifest = replace(runtime.manifest, source=ModelOrigin(kind="pretrained"))
         response = client.get("/health")
     assert response.json()["status"] == "ok"
     assert "x-voicecheck-weights" not in response.headers
@@ -367,12 +369,12 @@ def test_logs_never_contain_audio_or_keys(client: TestClient, caplog: pytest.Log
 def test_votes_for_another_graph_are_refused(settings: Settings, tmp_path: Path) -> None:
     import shutil
 
-    for name in ("model.onnx", "manifest.json", "votes.json"):
-        shutil.copy(settings.artifacts_dir / name, tmp_path / name)
-    votes = json.loads((tmp_path / "votes.json").read_text())
+    copy = Artifacts(tmp_path)
+    for source, target in zip(Artifacts(settings.artifacts_dir).files, copy.files, strict=True):
+        shutil.copy(source, target)
+    votes = json.loads(copy.votes_file.read_text())
     votes["provenance"]["graph_sha256"] = "0" * 64
-    (tmp_path / "votes.json").write_text(json.dumps(votes))
-    from service.runtime import ArtifactsError
+    copy.votes_file.write_text(json.dumps(votes))
 
     with pytest.raises(ArtifactsError, match="another graph"), make_client(settings, artifacts_dir=tmp_path):
         pass

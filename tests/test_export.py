@@ -43,7 +43,7 @@ def test_manifest_records_source_recipe_fidelity_and_versions(tiny_artifacts: Pa
         "excluded_nodes",
     ):
         assert key in recipe
-    assert recipe["calibration_set"]["kind"] == "synthetic"
+    assert recipe["range_calibration_set"]["kind"] == "synthetic"
     search = recipe["recipe_search"]
     assert search[0]["convs"] == "int8"  # the fastest candidate is always tried first
     assert search[-1]["convs"] == recipe["convs"]
@@ -76,8 +76,8 @@ def test_fidelity_floor_rejects_and_writes_nothing(tmp_path: Path) -> None:
 
 def test_float_convs_skip_the_search(tmp_path: Path) -> None:
     manifest = run_export(ExportOptions(out=tmp_path, random_init="tiny", threads=1, convs="float"))
-    assert [a["convs"] for a in manifest["quantization"]["recipe_search"]] == ["float"]
-    assert "Conv" not in manifest["quantization"]["op_types_to_quantize"]
+    assert [a["convs"] for a in manifest.quantization["recipe_search"]] == ["float"]
+    assert "Conv" not in manifest.quantization["op_types_to_quantize"]
 
 
 def test_reexport_is_reproducible(tiny_artifacts: Path, tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_other_seed_gives_another_graph(tiny_artifacts: Path, tmp_path: Path) ->
     assert json.loads((tmp_path / "manifest.json").read_text())["graph"]["sha256"] != first
 
 
-def test_calibration_folder_of_recordings_is_used(tmp_path: Path) -> None:
+def test_range_audio_folder_of_recordings_is_used(tmp_path: Path) -> None:
     from tests.conftest import encode, speech
 
     audio_dir = tmp_path / "audio"
@@ -101,12 +101,12 @@ def test_calibration_folder_of_recordings_is_used(tmp_path: Path) -> None:
     for i in range(6):
         (audio_dir / f"clip{i}.flac").write_bytes(encode(speech(3.0, seed=50 + i), 16_000, "FLAC"))
     manifest = run_export(
-        ExportOptions(out=tmp_path / "out", random_init="tiny", calibration=audio_dir, threads=1)
+        ExportOptions(out=tmp_path / "out", random_init="tiny", range_audio=audio_dir, threads=1)
     )
-    calibration = manifest["quantization"]["calibration_set"]
-    assert calibration["kind"] == "recordings"
-    assert calibration["calibration_files"] == 4
-    assert calibration["verify_files"] == 2
+    range_set = manifest.quantization["range_calibration_set"]
+    assert range_set["kind"] == "recordings"
+    assert range_set["range_files"] == 4
+    assert range_set["verify_files"] == 2
 
 
 def test_pretrained_without_hub_fails_fast_naming_random_init(tmp_path: Path) -> None:

@@ -1,0 +1,149 @@
+"""The hand-off from export to service: the artifacts folder, its manifest and its votes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from service.verdict import VoteRules, VotesFileError
+
+T = TypeVar("T")
+
+
+class ArtifactsError(RuntimeError):
+    """The artifacts folder cannot be served; the message says how to make it."""
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    file: str
+    sha256: str
+    bytes: int
+    opset: int
+    inputs: dict[str, list[str | int]]
+    outputs: dict[str, list[str | int]]
+    op_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where the weights came from: the pretrained model at a revision, or random init."""
+
+    kind: str  # "pretrained" or "random-init"
+    model_id: str | None = None
+    revision: str | None = None
+    architecture: str | None = None
+    seed: int | None = None
+    warning: str | None = None
+
+    @property
+    def random_weights(self) -> bool:
+        return self.kind == "random-init"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json: where the graph came from, how it was made, and how faithful it is."""
+
+    graph: GraphInfo
+    source: ModelOrigin
+    quantization: dict[str, Any] = field(default_factory=dict)
+    fidelity: dict[str, Any] = field(default_factory=dict)
+    latency_5s: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        origin = {k: v for k, v in asdict(self.source).items() if v is not None}
+        return {**asdict(self), "source": origin}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Manifest:
+        known = {f.name for f in fields(cls)}
+        return cls(
+            **{k: v for k, v in raw.items() if k in known and k not in ("graph", "source")},
+            graph=GraphInfo(**raw["graph"]),
+            source=_known(ModelOrigin, raw["source"]),
+        )
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """The folder export writes and the service loads: the graph, its manifest, its votes."""
+
+    folder: Path
+
+    @property
+    def graph(self) -> Path:
+        return self.folder / "model.onnx"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.folder / "manifest.json"
+
+    @property
+    def votes_file(self) -> Path:
+        return self.folder / "votes.json"
+
+    @property
+    def files(self) -> tuple[Path, Path, Path]:
+        return self.graph, self.manifest_file, self.votes_file
+
+    def check_complete(self) -> None:
+        for path in self.files:
+            if not path.is_file():
+                raise ArtifactsError(
+                    f"{path} is missing: create the artifacts with `voicecheck export --out {self.folder}` "
+                    "(add --random-init base when the model hub is unreachable)"
+                )
+
+    def manifest(self) -> Manifest:
+        try:
+            return Manifest.from_json(json.loads(self.manifest_file.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtifactsError(f"{self.manifest_file}: not a usable manifest ({exc})") from exc
+
+    def votes(self) -> VoteRules:
+        return VoteRules.load(self.votes_file)
+
+    def load(self) -> tuple[Manifest, VoteRules]:
+        """The manifest and the votes, checked to belong to this graph."""
+        self.check_complete()
+        manifest = self.manifest()
+        try:
+            rules = self.votes()
+        except VotesFileError as exc:
+            raise ArtifactsError(str(exc)) from exc
+        if rules.provenance.graph_sha256 != manifest.graph.sha256:
+            raise ArtifactsError(
+                f"{self.votes_file} was learned for another graph: re-run voicecheck calibrate "
+                f"(or voicecheck export) so the votes match {self.graph}"
+            )
+        return manifest, rules
+
+    def write(self, manifest: Manifest, rules: VoteRules) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.manifest_file.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+        rules.save(self.votes_file)
+
+    def move_to(self, destination: Artifacts) -> None:
+        """Put every file in place, the graph first, once all three are written."""
+        for source, target in zip(self.files, destination.files, strict=True):
+            shutil.move(source, target)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _known(cls: type[T], raw: dict[str, Any]) -> T:
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in raw.items() if k in names})
