@@ -16,7 +16,14 @@ from starlette.routing import Route, WebSocketRoute
 from service import api, stream, upload
 from service.errors import ClientError
 from service.metrics import Metrics
-from service.middleware import ObservabilityMiddleware, RandomWeightsHeader
+from service.middleware import (
+    AccessLog,
+    InternalErrors,
+    RandomWeightsHeader,
+    RequestId,
+    RequestMetrics,
+    SecurityHeaders,
+)
 from service.runtime import Runtime, load_runtime
 from service.settings import Settings
 
@@ -49,7 +56,14 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
         yield {"runtime": runtime}
         runtime.ready = False
 
-    middleware = [Middleware(RandomWeightsHeader), Middleware(ObservabilityMiddleware, metrics=metrics)]
+    middleware = [
+        Middleware(RequestId),
+        Middleware(AccessLog),
+        Middleware(RequestMetrics, metrics=metrics),
+        Middleware(SecurityHeaders),
+        Middleware(RandomWeightsHeader),
+        Middleware(InternalErrors),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request id, one structured log line per request, metrics, headers."""
+"""Pure ASGI middleware, one job each: request id, access log, metrics, headers, internal errors."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import time
 import traceback
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from starlette.responses import JSONResponse
@@ -19,16 +20,123 @@ access_log = logging.getLogger("voicecheck.access")
 error_log = logging.getLogger("voicecheck.error")
 INTERNAL_ERROR = JSONResponse(error_body("internal error; the request was not processed"), status_code=500)
 
-SECURITY_HEADERS = [
+Header = tuple[bytes, bytes]
+SECURITY_HEADERS: list[Header] = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
+RANDOM_WEIGHTS_HEADER: Header = (b"x-voicecheck-weights", b"random-init; verdicts are not meaningful")
 
 
-RANDOM_WEIGHTS_HEADER = (b"x-voicecheck-weights", b"random-init; verdicts are not meaningful")
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def request_id_of(scope: Scope) -> str:
+    return str(scope.get("state", {}).get("request_id", "-"))
+
+
+def route_of(scope: Scope) -> str:
+    """The router adds the endpoint to the scope when a route matched; unknown paths stay one
+    label, so that scanners cannot grow the metrics or the logs' vocabulary without bound."""
+    return str(scope["path"]) if "endpoint" in scope else "other"
+
+
+def adding_headers(send: Send, headers: Iterable[Header]) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *headers]
+        await send(message)
+
+    return send_with_headers
+
+
+class ResponseStatus:
+    """Wraps ``send`` to see the status the app answers with (500 until it starts a response)."""
+
+    def __init__(self, send: Send) -> None:
+        self.status = 500
+        self.started = False
+        self._send = send
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status, self.started = message["status"], True
+        await self._send(message)
+
+
+class RequestId:
+    """Gives each request an id: ``request.state.request_id``, and the ``x-request-id`` header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        await self.app(scope, receive, adding_headers(send, [(b"x-request-id", request_id.encode())]))
+
+
+class AccessLog:
+    """One JSON line per request: id, method, route, status, time. Never what the client sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        response = ResponseStatus(send)
+        try:
+            await self.app(scope, receive, response)
+        finally:
+            line = {
+                "request_id": request_id_of(scope),
+                "method": scope["method"],
+                "route": route_of(scope),
+                "status": response.status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+            access_log.info(json.dumps(line))
+
+
+class RequestMetrics:
+    """Requests in flight, and a count and duration histogram per route and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        response = ResponseStatus(send)
+        self.metrics.in_flight += 1
+        try:
+            await self.app(scope, receive, response)
+        finally:
+            self.metrics.in_flight -= 1
+            self.metrics.record_request(route_of(scope), response.status, time.perf_counter() - started)
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            send = adding_headers(send, SECURITY_HEADERS)
+        await self.app(scope, receive, send)
 
 
 class RandomWeightsHeader:
@@ -39,72 +147,31 @@ class RandomWeightsHeader:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = scope.get("state", {}).get("runtime")
-        if scope["type"] != "http" or runtime is None or not runtime.random_weights:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_marked(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), RANDOM_WEIGHTS_HEADER]
-            await send(message)
-
-        await self.app(scope, receive, send_marked)
+        if scope["type"] == "http" and runtime is not None and runtime.random_weights:
+            send = adding_headers(send, [RANDOM_WEIGHTS_HEADER])
+        await self.app(scope, receive, send)
 
 
-class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+class InternalErrors:
+    """A bug answers 500 in the contract's shape; the log says where, never what was sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex[:16]
-        started = time.perf_counter()
-        status = 500
-        response_started = False
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status, response_started = message["status"], True
-                headers = list(message.get("headers", []))
-                headers += [*SECURITY_HEADERS, (b"x-request-id", request_id.encode())]
-                message["headers"] = headers
-            await send(message)
-
-        self.metrics.in_flight += 1
+        response = ResponseStatus(send)
         try:
-            await self.app(scope, receive, send_with_headers)
-        except Exception as exc:  # a bug: answer in the contract's shape, log where, never what
+            await self.app(scope, receive, response)
+        except Exception as exc:
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            error_log.error(
-                json.dumps(
-                    {
-                        "request_id": request_id,
-                        "error": type(exc).__name__,
-                        "at": f"{Path(where.filename).name}:{where.lineno}",
-                    }
-                )
-            )
-            if not response_started:
-                await INTERNAL_ERROR(scope, receive, send_with_headers)
-        finally:
-            self.metrics.in_flight -= 1
-            seconds = time.perf_counter() - started
-            # the router adds the endpoint to the scope when a route matched; unknown paths stay
-            # one label so that scanners cannot grow the metrics without bound
-            route = scope["path"] if "endpoint" in scope else "other"
-            self.metrics.record_request(route, status, seconds)
-            access_log.info(
-                json.dumps(
-                    {
-                        "request_id": request_id,
-                        "method": scope["method"],
-                        "route": route,
-                        "status": status,
-                        "ms": round(seconds * 1000, 1),
-                    }
-                )
-            )
+            line = {
+                "request_id": request_id_of(scope),
+                "error": type(exc).__name__,
+                "at": f"{Path(where.filename).name}:{where.lineno}",
+            }
+            error_log.error(json.dumps(line))
+            if not response.started:
+                await INTERNAL_ERROR(scope, receive, send)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -22,7 +21,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service.contract import error_body
-from service.middleware import SECURITY_HEADERS
+from service.middleware import SECURITY_HEADERS, new_request_id
 from service.settings import Settings
 
 MAX_HEADER_BYTES = 16 * 1024
@@ -44,7 +43,7 @@ def raw_error(status: int, message: str) -> bytes:
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
         *SECURITY_HEADERS,
-        (b"x-request-id", uuid.uuid4().hex[:16].encode()),
+        (b"x-request-id", new_request_id().encode()),
     ]
     head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
     return head + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
