@@ -68,31 +68,35 @@ class ResponseStatus:
         await self._send(message)
 
 
-class RequestId:
-    """Gives each request an id: ``request.state.request_id``, and the ``x-request-id`` header."""
+class HttpMiddleware:
+    """Passes everything but HTTP (lifespan, websockets) straight through to the app."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestId(HttpMiddleware):
+    """Gives each request an id: ``request.state.request_id``, and the ``x-request-id`` header."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         await self.app(scope, receive, adding_headers(send, [(b"x-request-id", request_id.encode())]))
 
 
-class AccessLog:
+class AccessLog(HttpMiddleware):
     """One JSON line per request: id, method, route, status, time. Never what the client sent."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         response = ResponseStatus(send)
         try:
@@ -108,17 +112,14 @@ class AccessLog:
             access_log.info(json.dumps(line))
 
 
-class RequestMetrics:
+class RequestMetrics(HttpMiddleware):
     """Requests in flight, and a count and duration histogram per route and status."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         response = ResponseStatus(send)
         self.metrics.in_flight += 1
@@ -129,39 +130,25 @@ class RequestMetrics:
             self.metrics.record_request(route_of(scope), response.status, time.perf_counter() - started)
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            send = adding_headers(send, SECURITY_HEADERS)
-        await self.app(scope, receive, send)
+class SecurityHeaders(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, adding_headers(send, SECURITY_HEADERS))
 
 
-class RandomWeightsHeader:
+class RandomWeightsHeader(HttpMiddleware):
     """Marks every response of a service whose graph has random weights (a smoke-test build)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = scope.get("state", {}).get("runtime")
-        if scope["type"] == "http" and runtime is not None and runtime.random_weights:
+        if runtime is not None and runtime.random_weights:
             send = adding_headers(send, [RANDOM_WEIGHTS_HEADER])
         await self.app(scope, receive, send)
 
 
-class InternalErrors:
+class InternalErrors(HttpMiddleware):
     """A bug answers 500 in the contract's shape; the log says where, never what was sent."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = ResponseStatus(send)
         try:
             await self.app(scope, receive, response)
