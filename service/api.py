@@ -13,9 +13,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from service.contract import DetectionRequest, error_body, openapi_schema, parse_request, success_body
+from service.audio import AUDIO_ERRORS
+from service.contract import REQUEST_ERRORS, DetectionRequest, error_body, parse_request, success_body
 from service.errors import ClientError, ServiceUnavailable
+from service.limiter import LIMIT_ERRORS
+from service.middleware import INTERNAL_ERRORS
+from service.openapi import Operation, documented, json_request_body, merged, openapi_document
 from service.runtime import Runtime
+from service.server import CONNECTION_ERRORS
 from service.settings import Settings
 
 RETRY_AFTER_SECONDS = "5"
@@ -24,6 +29,28 @@ RETRY_AFTER_SECONDS = "5"
 BodyParser = Callable[[Request, bytearray, tuple[str, ...]], Awaitable[DetectionRequest]]
 
 
+def detection_errors(media_type: str) -> dict[int, str]:
+    """What a detection route may answer besides 200: every check on detect_with's path."""
+    checks = {
+        400: f"malformed {media_type} body",
+        401: "missing or wrong x-api-key",
+        408: "the body arrived too slowly",
+        413: "body over the size limit",
+        415: f"content type is not {media_type}",
+        503: "not ready (see Retry-After)",
+    }
+    return merged(CONNECTION_ERRORS, checks, LIMIT_ERRORS, REQUEST_ERRORS, AUDIO_ERRORS, INTERNAL_ERRORS)
+
+
+@documented(
+    Operation(
+        "Classify a voice clip",
+        errors=detection_errors("application/json"),
+        success="Detection",
+        body=json_request_body,
+        secured=True,
+    )
+)
 async def detect_voice(request: Request) -> Response:
     return await detect_with(request, "application/json", parse_json)
 
@@ -51,6 +78,7 @@ async def detect_with(request: Request, media_type: str, parse: BodyParser) -> R
     return JSONResponse(success_body(parsed.language, detection))
 
 
+@documented(Operation("Readiness and model provenance", answers={200: "ready", 503: "not ready"}))
 async def health(request: Request) -> Response:
     runtime: Runtime = request.state.runtime
     return JSONResponse(health_report(runtime), status_code=200 if runtime.ready else 503)
@@ -88,15 +116,17 @@ def _headline(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: metrics[k] for k in ("clips", "balanced_accuracy", "eer", "ece") if k in metrics}
 
 
+@documented(Operation("Prometheus metrics", answers={200: "text exposition format 0.0.4"}))
 async def metrics(request: Request) -> Response:
     runtime: Runtime = request.state.runtime
     text = runtime.metrics.render(runtime.limiter.rejected, runtime.limiter.pending)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
+@documented(Operation("This document", answers={200: "OpenAPI 3.0"}))
 async def openapi(request: Request) -> Response:
     runtime: Runtime = request.state.runtime
-    return JSONResponse(openapi_schema(runtime.settings.languages))
+    return JSONResponse(openapi_document(request.app.routes, runtime.settings.languages))
 
 
 async def read_body(request: Request, settings: Settings, take: Callable[[int], None]) -> bytearray:

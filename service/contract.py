@@ -1,4 +1,4 @@
-"""The hackathon contract: request validation and response shapes, and its OpenAPI description."""
+"""The hackathon contract: request validation and response shapes."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ AUDIO_FORMATS = ("mp3", "wav", "flac", "ogg")
 REQUIRED_FIELDS = ("language", "audioFormat", "audioBase64")
 MAX_JSON_CONTAINERS = 16
 MAX_JSON_MEMBERS = 256
+REQUEST_ERRORS = {400: "missing or invalid field, unknown language or audioFormat, invalid base64"}
 
 
 @dataclass(frozen=True)
@@ -114,136 +115,3 @@ def success_body(language: str, detection: Detection) -> dict[str, Any]:
 
 def error_body(message: str) -> dict[str, str]:
     return {"status": "error", "message": message}
-
-
-def detection_responses(body: str, media_type: str) -> dict[str, Any]:
-    """What a detection route answers: both routes share one path (api.detect_with)."""
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    responses: dict[str, Any] = {
-        str(code): {"description": text, **error}
-        for code, text in (
-            (400, f"malformed HTTP or {body}, missing or invalid field, unusable audio, unknown language"),
-            (401, "missing or wrong x-api-key"),
-            (408, "request headers or body arrived too slowly"),
-            (413, "body over the size limit"),
-            (415, f"content type is not {media_type}"),
-            (429, "rate limit for this key reached; see Retry-After"),
-            (431, "request headers too large"),
-            (500, "a bug; the message never carries internals"),
-            (503, "not ready, overloaded, too many connections or shutting down; see Retry-After"),
-        )
-    }
-    responses["200"] = {
-        "description": "classification",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Detection"}}},
-    }
-    return responses
-
-
-def openapi_schema(languages: tuple[str, ...]) -> dict[str, Any]:
-    responses = detection_responses("JSON", "application/json")
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "voicecheck", "version": "1.0.0", "description": "AI-generated vs human voice"},
-        "paths": {
-            "/api/voice-detection": {
-                "post": {
-                    "summary": "Classify a voice clip",
-                    "security": [{"apiKey": []}],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}},
-                    },
-                    "responses": responses,
-                }
-            },
-            **upload_openapi_paths(languages),
-            "/health": {
-                "get": {
-                    "summary": "Readiness and model provenance",
-                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
-                }
-            },
-        },
-        "components": {
-            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
-            "schemas": {
-                "Request": {
-                    "type": "object",
-                    "required": list(REQUIRED_FIELDS),
-                    "properties": {
-                        "language": {
-                            "type": "string",
-                            "enum": list(languages),
-                            "description": "case-insensitive",
-                        },
-                        "audioFormat": {"type": "string", "enum": list(AUDIO_FORMATS)},
-                        "audioBase64": {
-                            "type": "string",
-                            "format": "byte",
-                            "minLength": 4,
-                            "description": "base64 of an MP3, WAV, FLAC or OGG file; anything else is a 400",
-                        },
-                    },
-                },
-                "Detection": {
-                    "type": "object",
-                    "required": ["status", "language", "classification", "confidenceScore", "explanation"],
-                    "properties": {
-                        "status": {"type": "string", "enum": ["success"]},
-                        "language": {"type": "string"},
-                        "classification": {"type": "string", "enum": ["AI_GENERATED", "HUMAN"]},
-                        "confidenceScore": {"type": "number", "minimum": 0, "maximum": 1},
-                        "explanation": {"type": "string"},
-                        "votes": {"type": "array", "items": {"type": "object"}},
-                        "segments": {"type": "array", "items": {"type": "object"}},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["status", "message"],
-                    "properties": {
-                        "status": {"type": "string", "enum": ["error"]},
-                        "message": {"type": "string"},
-                    },
-                },
-            },
-        },
-    }
-
-
-def upload_openapi_paths(languages: tuple[str, ...]) -> dict[str, Any]:
-    """This route's entry for ``/openapi.json``; its answers are the JSON route's."""
-    return {
-        "/api/voice-detection/file": {
-            "post": {
-                "summary": "Classify an uploaded voice clip (multipart/form-data)",
-                "security": [{"apiKey": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["file", "language"],
-                                "properties": {
-                                    "file": {
-                                        "type": "string",
-                                        "format": "binary",
-                                        "description": "an MP3, WAV, FLAC or OGG file",
-                                    },
-                                    "language": {
-                                        "type": "string",
-                                        "enum": list(languages),
-                                        "description": "case-insensitive",
-                                    },
-                                    "audioFormat": {"type": "string", "enum": list(AUDIO_FORMATS)},
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": detection_responses("multipart body", "multipart/form-data"),
-            }
-        }
-    }

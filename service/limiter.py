@@ -11,6 +11,10 @@ import anyio
 from service.errors import ClientError, ServiceUnavailable
 
 BUSY = "the service is busy; retry in a few seconds"
+LIMIT_ERRORS = {
+    429: "rate limit for this key reached (see Retry-After)",
+    503: "overloaded: the queue is full or the wait would pass the deadline (see Retry-After)",
+}
 
 
 class InferenceLimiter:

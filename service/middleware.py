@@ -18,6 +18,7 @@ from service.metrics import Metrics
 
 access_log = logging.getLogger("voicecheck.access")
 error_log = logging.getLogger("voicecheck.error")
+INTERNAL_ERRORS = {500: "a bug; the message never carries internals"}
 INTERNAL_ERROR = JSONResponse(error_body("internal error; the request was not processed"), status_code=500)
 
 Header = tuple[bytes, bytes]

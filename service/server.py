@@ -27,6 +27,12 @@ from service.settings import Settings
 MAX_HEADER_BYTES = 16 * 1024
 CONFLICTING_FRAMING = "a request may carry Content-Length or Transfer-Encoding, not both"
 MALFORMED = "malformed HTTP request: send an HTTP/1.1 request line and headers"
+CONNECTION_ERRORS = {
+    400: "malformed HTTP",
+    408: "request headers arrived too slowly",
+    431: "request headers too large",
+    503: "too many open connections, or shutting down",
+}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ route). Same key check, rate limit, body limit, inference limiter and answer as 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -14,13 +15,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import api
-from service.contract import DetectionRequest, audio_format, canonical_language
+from service.contract import AUDIO_FORMATS, DetectionRequest, audio_format, canonical_language
 from service.errors import ClientError
+from service.openapi import Operation, documented, language_schema
 
 FIELDS = ("file", "language", "audioFormat")
 MAX_TEXT_FIELD_BYTES = 1024  # language and audioFormat are short words
 
 
+def upload_request_body(languages: tuple[str, ...]) -> dict[str, Any]:
+    properties = {
+        "file": {"type": "string", "format": "binary", "description": "an MP3, WAV, FLAC or OGG file"},
+        "language": language_schema(languages),
+        "audioFormat": {"type": "string", "enum": list(AUDIO_FORMATS)},
+    }
+    schema = {"type": "object", "required": ["file", "language"], "properties": properties}
+    return {"content": {"multipart/form-data": {"schema": schema}}}
+
+
+@documented(
+    Operation(
+        "Classify an uploaded voice clip (multipart/form-data)",
+        errors=api.detection_errors("multipart/form-data"),
+        success="Detection",
+        body=upload_request_body,
+        secured=True,
+    )
+)
 async def detect_upload(request: Request) -> Response:
     return await api.detect_with(request, "multipart/form-data", parse_upload)
 

@@ -328,6 +328,16 @@ def test_openapi_describes_the_contract(client: TestClient) -> None:
     assert schema["required"] == ["language", "audioFormat", "audioBase64"]
 
 
+def test_openapi_is_built_from_every_http_route(client: TestClient) -> None:
+    from starlette.routing import Route
+
+    paths = client.get("/openapi.json").json()["paths"]
+    routes = [r for r in client.app.routes if isinstance(r, Route)]  # type: ignore[attr-defined]
+    assert {r.path for r in routes} == set(paths)
+    for route in routes:
+        assert set(paths[route.path]) == {m.lower() for m in route.methods or ()} - {"head"}
+
+
 def test_security_headers_and_request_id(client: TestClient) -> None:
     response = client.get("/health")
     assert response.headers["x-content-type-options"] == "nosniff"
