@@ -26,6 +26,7 @@ RUN torch=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"') \
 print('\n'.join(p['dependencies'] + p['optional-dependencies']['export']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 COPY scripts scripts
+COPY service/__init__.py service/labels.py service/
 COPY export/__init__.py export/devcorpus.py export/
 # without the resynthesised test groups: they are never learnt from, and pyworld needs a compiler
 RUN scripts/make-dev-corpus /corpus --vocoders ''

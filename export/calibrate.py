@@ -282,16 +282,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.max_encoded_seconds,
     )
     rules.save(artifacts.votes_file)
-    cv = rules.provenance.cross_validated or {}
-    seen = cv["trainable_families_only"]
-    print(
-        f"wrote {artifacts.votes_file}; leave-one-group-out: balanced accuracy "
-        f"{seen['balanced_accuracy']:.3f}, EER {seen['eer']:.3f}, ECE {seen['ece']:.3f} on the trainable "
-        f"families; {cv['balanced_accuracy']:.3f} with the excluded ones ({', '.join(exclude) or 'none'}) "
-        f"as unseen; worst group {cv['worst_group']['group']} {cv['worst_group']['accuracy']:.3f}",
-        file=sys.stderr,
-    )
+    print(f"wrote {artifacts.votes_file}; {cross_validation_summary(rules, exclude)}", file=sys.stderr)
     return 0
+
+
+def cross_validation_summary(rules: VoteRules, exclude: Sequence[str]) -> str:
+    cv = rules.provenance.cross_validated or {}
+    seen, worst = cv["trainable_families_only"], cv["worst_group"]
+    return (
+        f"leave-one-group-out: balanced accuracy {seen['balanced_accuracy']:.3f}, EER {seen['eer']:.3f}, "
+        f"ECE {seen['ece']:.3f} on the trainable families; {cv['balanced_accuracy']:.3f} with the excluded "
+        f"ones ({', '.join(exclude) or 'none'}) as unseen; "
+        f"worst group {worst['group']} {worst['accuracy']:.3f}"
+    )
 
 
 if __name__ == "__main__":

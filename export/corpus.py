@@ -13,8 +13,8 @@ import numpy as np
 
 from service.audio import decode_audio
 from service.detector import EncoderBudget, clip_features, window_features
+from service.labels import AI, LABELS
 from service.model import Encoder
-from service.verdict import AI, LABELS
 from service.votes import MEASUREMENTS
 
 

@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from service.labels import AI, HUMAN
+
 RATE = 16_000
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
@@ -62,7 +64,6 @@ FILLETS_GROUPS = {
     "human-fillets-warcraft": "warcraft/en/war-*.ogg",
     "human-fillets-viking": "viking2/en/dr-7-*.ogg",
 }
-HUMAN, AI = "HUMAN", "AI_GENERATED"
 MIN_S, MAX_S = 0.8, 12.0
 CHANNELS = ("clean", "band8k", "gsm", "ulaw", "alaw", "opus12k", "mp3-24k", "noise", "reverb")
 SMALL_GROUP_COPIES = 3

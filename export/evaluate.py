@@ -34,9 +34,10 @@ from export.metrics import report, roc_curve
 from export.robustness import PERTURBATIONS, Perturbation
 from service.artifacts import Artifacts
 from service.audio import quiet_decoder_notes
+from service.labels import AI
 from service.model import Encoder
 from service.settings import DEFAULT_WINDOW_SECONDS
-from service.verdict import AI, Verdict, VoteRules
+from service.verdict import Verdict, VoteRules
 
 
 def verdicts(table: FeatureTable, rules: VoteRules) -> list[Verdict]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from service.labels import AI, HUMAN
+
 TIERS = ((0.8, 1.0), (0.6, 0.75), (0.4, 0.5), (0.0, 0.25))
 
 
@@ -97,7 +99,7 @@ def tiered_score(correct: np.ndarray, confidence: np.ndarray) -> float:
 
 
 def confusion(is_ai: np.ndarray, predicted_ai: np.ndarray) -> dict[str, dict[str, int]]:
-    names = {True: "AI_GENERATED", False: "HUMAN"}
+    names = {True: AI, False: HUMAN}
     return {
         names[truth]: {
             names[guess]: int(np.sum((is_ai == truth) & (predicted_ai == guess))) for guess in (True, False)

@@ -8,11 +8,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from service.settings import DEFAULT_WINDOW_SECONDS
 
+Options = TypeVar("Options")
 DEFAULT_STREAM_URL = "ws://127.0.0.1:8000/api/voice-detection/stream"
 # Subcommands whose own parsers (and --help) live in export/; they need the [export] extra for export.
 DELEGATED = {
@@ -104,6 +106,12 @@ def _delegate(name: str, argv: list[str]) -> int:
     return result
 
 
+def options_from(cls: type[Options], args: argparse.Namespace, **given: Any) -> Options:
+    """The dataclass ``cls`` from the parsed arguments of the same names, and ``given``."""
+    names = {f.name for f in fields(cls)} - set(given)  # type: ignore[arg-type]
+    return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **given)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from service.__main__ import main as serve
 
@@ -113,18 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _scan(args: argparse.Namespace) -> int:
     from service.scan import ScanError, ScanOptions, label_metrics, metrics_table, scan, summary_table
 
-    options = ScanOptions(
-        paths=tuple(args.paths),
-        out=args.out,
-        workers=args.workers,
-        artifacts=args.artifacts,
-        language=args.language,
-        threads=args.threads,
-        window_seconds=args.window_seconds,
-        max_seconds=args.max_seconds,
-        labels=args.labels,
-        progress=not args.no_progress,
-    )
+    options = options_from(ScanOptions, args, paths=tuple(args.paths), progress=not args.no_progress)
     try:
         report = scan(options)
         print(summary_table(report))

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from starlette.routing import BaseRoute, Route
 
 from service.contract import AUDIO_FORMATS, REQUIRED_FIELDS
-from service.verdict import LABELS
+from service.labels import LABELS
 
 Statuses = Mapping[int, str]
 BodySchema = Callable[[tuple[str, ...]], dict[str, Any]]  # languages -> requestBody

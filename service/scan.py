@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from service.artifacts import Artifacts, ArtifactsError
 from service.contract import canonical_language, error_body, success_body
 from service.errors import ClientError
+from service.labels import AI, LABELS
 from service.metrics import Metrics
 from service.runtime import Runtime, load_runtime
 from service.settings import DEFAULT_LANGUAGES, DEFAULT_WINDOW_SECONDS, Settings
@@ -256,7 +257,7 @@ def summary_table(report: ScanReport, max_failures: int = 20) -> str:
         "",
         f"{'class':<14} {'files':>7}",
     ]
-    lines += [f"{name:<14} {classes.get(name, 0):>7}" for name in ("AI_GENERATED", "HUMAN", "failed")]
+    lines += [f"{name:<14} {classes.get(name, 0):>7}" for name in (*LABELS, "failed")]
     failures = [row for row in report.rows if row.get("status") != "success"]
     reasons = Counter(str(row.get("message")) for row in failures)
     if reasons:
@@ -288,8 +289,8 @@ def label_metrics(report: ScanReport, labels: Path) -> dict[str, Any]:
     ]
     if not matched:
         raise ScanError(f"none of the files {labels} lists was scanned successfully")
-    is_ai = np.array([clip.label == "AI_GENERATED" for clip, _ in matched])
-    predicted = np.array([row["classification"] == "AI_GENERATED" for _, row in matched])
+    is_ai = np.array([clip.label == AI for clip, _ in matched])
+    predicted = np.array([row["classification"] == AI for _, row in matched])
     confidence = np.array([float(row["confidenceScore"]) for _, row in matched])
     ai_probability = np.where(predicted, confidence, 1.0 - confidence)
     result = metrics_report(is_ai, ai_probability, predicted, [clip.group for clip, _ in matched])

@@ -15,11 +15,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from service.labels import AI, HUMAN
 from service.votes import BY_NAME, VOTE_NAMES
 
-AI = "AI_GENERATED"
-HUMAN = "HUMAN"
-LABELS = (AI, HUMAN)
 Z_CLIP = 4.0  # standardised measurements are clipped here: an unseen channel cannot run away
 
 

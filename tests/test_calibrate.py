@@ -22,9 +22,10 @@ from export.metrics import (
 from export.robustness import PERTURBATIONS, mp3_32k
 from export.synthetic import speech_like
 from service.detector import clip_features, window_features
+from service.labels import AI
 from service.model import Encoder
 from service.settings import Settings
-from service.verdict import AI, VoteRules
+from service.verdict import VoteRules
 from service.votes import MEASUREMENTS, VOTES
 from tests.conftest import encode, make_client
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.verdict import AI, HUMAN, Z_CLIP, VoteRules, VotesFileError, combined_probability, sigmoid
+from service.labels import AI, HUMAN
+from service.verdict import Z_CLIP, VoteRules, VotesFileError, combined_probability, sigmoid
 from service.votes import MEASUREMENTS, VOTES
 
 
