@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,7 +13,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from service.audio import AUDIO_ERRORS
-from service.contract import REQUEST_ERRORS, DetectionRequest, error_body, parse_request, success_body
+from service.contract import (
+    REQUEST_ERRORS,
+    DetectionRequest,
+    check_api_key,
+    error_body,
+    parse_request,
+    success_body,
+)
 from service.errors import ClientError, ServiceUnavailable
 from service.limiter import LIMIT_ERRORS
 from service.middleware import INTERNAL_ERRORS
@@ -65,7 +71,7 @@ async def detect_with(request: Request, media_type: str, parse: BodyParser) -> R
     deadline = time.monotonic() + request.state.runtime.settings.deadline_seconds
     runtime = _ready_runtime(request)
     settings = runtime.settings
-    _check_api_key(request, settings.api_key)
+    check_api_key(request.headers.get("x-api-key"), settings.api_key)
     runtime.rate_limit.take(settings.api_key)
     _check_content_type(request, media_type)
     runtime.limiter.refuse_if_full()  # before reading a body that could not be served
@@ -168,12 +174,6 @@ def _ready_runtime(request: Request) -> Runtime:
     if not runtime.ready:
         raise ServiceUnavailable("the service is not ready; retry shortly")
     return runtime
-
-
-def _check_api_key(request: Request, expected: str) -> None:
-    given = request.headers.get("x-api-key", "")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ClientError("missing or invalid API key (x-api-key header)", 401)
 
 
 def _check_content_type(request: Request, expected: str) -> None:

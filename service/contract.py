@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,11 @@ def check_json_size(body: bytes | bytearray) -> None:
             f"body is not the request object: at most {MAX_JSON_CONTAINERS} JSON objects or arrays "
             f"and {MAX_JSON_MEMBERS} members are accepted; send " + ", ".join(REQUIRED_FIELDS)
         )
+
+
+def check_api_key(given: str | None, expected: str, where: str = "x-api-key header") -> None:
+    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ClientError(f"missing or invalid API key ({where})", 401)
 
 
 def canonical_language(value: str, languages: tuple[str, ...]) -> str:

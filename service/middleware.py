@@ -46,6 +46,13 @@ def route_of(scope: Scope) -> str:
     return str(scope["path"]) if "endpoint" in scope else "other"
 
 
+def log_bug(exc: Exception, **context: str) -> None:
+    """Where the bug is (its type, file and line), never what the client sent."""
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    line = {**context, "error": type(exc).__name__, "at": f"{Path(where.filename).name}:{where.lineno}"}
+    error_log.error(json.dumps(line))
+
+
 def adding_headers(send: Send, headers: Iterable[Header]) -> Send:
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -154,12 +161,6 @@ class InternalErrors(HttpMiddleware):
         try:
             await self.app(scope, receive, response)
         except Exception as exc:
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            line = {
-                "request_id": request_id_of(scope),
-                "error": type(exc).__name__,
-                "at": f"{Path(where.filename).name}:{where.lineno}",
-            }
-            error_log.error(json.dumps(line))
+            log_bug(exc, request_id=request_id_of(scope))
             if not response.started:
                 await INTERNAL_ERROR(scope, receive, send)

@@ -11,10 +11,7 @@ same audio. Errors: ``{"type": "error", "message"}``, then a close with a fittin
 
 from __future__ import annotations
 
-import hmac
 import json
-import logging
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +23,12 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from service.audio import SAMPLE_RATE, check_audible
-from service.contract import canonical_language, success_body
+from service.contract import canonical_language, check_api_key, success_body
 from service.detector import Window, analysis_windows, combine, window_samples
 from service.errors import ClientError
+from service.middleware import log_bug
 from service.runtime import Runtime
 from service.settings import Settings
-
-error_log = logging.getLogger("voicecheck.error")
 
 ENCODINGS = ("pcm_s16le",)
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
@@ -41,6 +37,7 @@ MAX_TEXT_BYTES = 4096
 WALL_TIME_FACTOR = 2.0  # a stream may take twice its audio's length in wall time (queueing, jitter)
 
 NORMAL, POLICY, UNSUPPORTED, TOO_BIG, INTERNAL, TRY_AGAIN = 1000, 1008, 1003, 1009, 1011, 1013
+KEY_PLACES = "x-api-key header, or apiKey in the start message"
 CLOSE_FOR_STATUS = {400: UNSUPPORTED, 401: POLICY, 413: TOO_BIG, 429: TRY_AGAIN, 503: TRY_AGAIN}
 
 
@@ -148,10 +145,7 @@ async def stream_voice(websocket: WebSocket) -> None:
     except ClientError as exc:
         await _close(websocket, exc.message, CLOSE_FOR_STATUS.get(exc.status_code, UNSUPPORTED))
     except Exception as exc:  # a bug: say so in the protocol's shape, log where, never what
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        error_log.error(
-            json.dumps({"route": "stream", "error": type(exc).__name__, "at": f"{where.name}:{where.lineno}"})
-        )
+        log_bug(exc, route="stream")
         await _close(websocket, "internal error; the stream was not processed", INTERNAL)
 
 
@@ -161,9 +155,9 @@ async def _serve(websocket: WebSocket, runtime: Runtime) -> None:
         raise StreamError("the service is not ready; retry shortly", TRY_AGAIN)
     header_key = websocket.headers.get("x-api-key")
     if header_key is not None:
-        _check_key(header_key, settings.api_key)
+        check_api_key(header_key, settings.api_key, KEY_PLACES)
     start = parse_start(await _receive_text(websocket, limits), settings.languages)
-    _check_key(header_key if header_key is not None else start.api_key, settings.api_key)
+    check_api_key(header_key if header_key is not None else start.api_key, settings.api_key, KEY_PLACES)
     runtime.rate_limit.take(settings.api_key)
     wall_seconds = limits.max_seconds * WALL_TIME_FACTOR
     async with runtime.limiter.admit():
@@ -255,13 +249,6 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise StreamError("text messages must be JSON objects", UNSUPPORTED)
     return message
-
-
-def _check_key(given: str | None, expected: str) -> None:
-    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise StreamError(
-            "missing or invalid API key (x-api-key header, or apiKey in the start message)", POLICY
-        )
 
 
 async def _receive(websocket: WebSocket, limits: StreamLimits) -> Message:
