@@ -1,7 +1,7 @@
 """Export wav2vec2 to the static INT8 ONNX graph the service runs, and verify it against FP32.
 
 Writes OUT/model.onnx, OUT/manifest.json and a provisional OUT/votes.json (learned from a
-synthetic toy set and marked uncalibrated; run ``python -m export.calibrate`` for real votes).
+synthetic toy set and marked uncalibrated; run vote calibration, ``voicecheck calibrate``, for real votes).
 Nothing is written when any step, or the fidelity check, fails.
 """
 
@@ -44,7 +44,14 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
     )
     parser.add_argument("--min-frame-cosine", type=float, default=0.98, help="fidelity floor vs FP32")
     parser.add_argument("--threads", type=int, default=2, help="threads for verification and timing")
-    parser.add_argument("--calibrate-method", choices=("MinMax", "Entropy", "Percentile"), default="MinMax")
+    parser.add_argument(
+        "--range-method",
+        "--calibrate-method",
+        dest="range_method",
+        choices=("MinMax", "Entropy", "Percentile"),
+        default="MinMax",
+        help="how onnxruntime sets each INT8 range from the range audio (its CalibrationMethod)",
+    )
     parser.add_argument(
         "--convs",
         choices=("auto", *CONV_CHOICES),
@@ -53,7 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
         "auto = the first that meets the fidelity floor",
     )
     args = parser.parse_args(argv)
-    return options_from(ExportOptions, args, recipe=QuantRecipe(calibrate_method=args.calibrate_method))
+    return options_from(ExportOptions, args, recipe=QuantRecipe(calibrate_method=args.range_method))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -122,3 +122,12 @@ def test_pretrained_without_hub_fails_fast_naming_random_init(tmp_path: Path) ->
     assert result.returncode == 3  # the code scripts/serve falls back on
     assert "--random-init" in result.stderr
     assert not (tmp_path / "o" / "model.onnx").exists()
+
+
+def test_range_audio_flag_keeps_its_old_name() -> None:
+    from export.__main__ import parse_args
+
+    for flag in ("--range-audio", "--calibration"):
+        options = parse_args(["--out", "o", flag, "corpus", "--range-method", "Entropy"])
+        assert options.range_audio == Path("corpus")
+        assert options.recipe.calibrate_method == "Entropy"
