@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +67,8 @@ def live_server(
     threads: int = 1,
     command: Sequence[str] = ("-m", "service"),
     cgroup: Path | None = None,
+    env: Mapping[str, str] | None = None,
     start_seconds: float = 120.0,
-    **env: str,
 ) -> Iterator[LiveServer]:
     """``python COMMAND`` in the repository with this process's environment, ``api_key``,
     ``artifacts``, a free PORT, ``threads`` and ``env`` (names as the service reads them), inside
@@ -81,7 +81,7 @@ def live_server(
         "ARTIFACTS_DIR": str(artifacts.resolve()),
         "PORT": str(port),
         "THREADS": str(threads),
-        **env,
+        **(env or {}),
     }
 
     def enter_cgroup() -> None:
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", nargs="+", metavar="COMMAND")
     args = parser.parse_args(argv)
     env = {name: value for name, _, value in (item.partition("=") for item in args.env)}
-    with live_server(args.artifacts, args.key, threads=args.threads, **env) as server:
+    with live_server(args.artifacts, args.key, threads=args.threads, env=env) as server:
         try:
             code = subprocess.run([part.replace("{url}", server.url) for part in args.command]).returncode
         finally:

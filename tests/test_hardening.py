@@ -29,10 +29,12 @@ def server(tiny_artifacts: Path) -> Iterator[LiveServer]:
     with live_server(
         tiny_artifacts,
         API_KEY,
-        BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
-        HEADER_TIMEOUT_SECONDS="2",
-        MAX_CONNECTIONS="24",
-        MAX_BODY_BYTES=str(1 << 20),
+        env={
+            "BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+            "HEADER_TIMEOUT_SECONDS": "2",
+            "MAX_CONNECTIONS": "24",
+            "MAX_BODY_BYTES": str(1 << 20),
+        },
     ) as running:
         yield running
 
