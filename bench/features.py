@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,16 +19,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import times_ms
 from export.synthetic import speech_like
 from service.votes import hidden_measurements, signal_measurements
 
 
-def timed(fn: Callable[[], object], runs: int = 30) -> tuple[float, float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
+def fastest_and_median(run: Callable[[], object], repeats: int = 30) -> tuple[float, float]:
+    times = times_ms(run, repeats)
     return min(times), float(np.median(times))
 
 
@@ -43,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     clip = speech_like(5.0, 1, True)
     hidden = np.random.default_rng(0).standard_normal((249, 768)).astype(np.float32)
-    fast, median = timed(lambda: (signal_measurements(clip), hidden_measurements(hidden)))
+    fast, median = fastest_and_median(lambda: (signal_measurements(clip), hidden_measurements(hidden)))
     print(f"five vote families: {fast:.1f} ms fastest, {median:.1f} ms median")
     if args.baseline:
         spec = importlib.util.spec_from_file_location("baseline_features", args.baseline)
@@ -51,7 +47,9 @@ def main() -> None:
         assert spec.loader is not None
         old = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(old)
-        fast, median = timed(lambda: (old.signal_features(clip), old.hidden_state_variance(hidden)))
+        fast, median = fastest_and_median(
+            lambda: (old.signal_features(clip), old.hidden_state_variance(hidden))
+        )
         print(f"baseline features:  {fast:.1f} ms fastest, {median:.1f} ms median")
 
 

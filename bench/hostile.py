@@ -21,8 +21,9 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import API_KEY, ROOT, memory_kb, mp3_body, service, speech
+from bench.common import API_KEY, bench_server, memory_kb, mp3_body, speech
 from service.audio import quiet_decoder_notes
+from tests.live import ROOT
 
 POST_HEAD = (
     "POST /api/voice-detection HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -108,15 +109,18 @@ def audio_request(fmt: str, dc: bool = False) -> bytes:
 
 
 def shutdown_with_stalled_upload(artifacts: Path, threads: int) -> dict[str, object]:
-    with service(artifacts, threads) as (process, url, _):
-        port = int(url.rsplit(":", 1)[1])
+    def terminate_soon() -> None:
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)
+
+    with bench_server(artifacts, threads) as server:
         status, seconds = exchange(
-            port,
+            server.port,
             (POST_HEAD + "Content-Length: 1000\r\n\r\n").encode() + b'{"a',
-            then=lambda: (time.sleep(0.3), process.send_signal(signal.SIGTERM)),
+            then=terminate_soon,
         )
-        process.wait(30)
-        return {"answer": status, "seconds": round(seconds, 2), "exit_code": process.returncode}
+        server.process.wait(30)
+        return {"answer": status, "seconds": round(seconds, 2), "exit_code": server.process.returncode}
 
 
 def main() -> int:
@@ -127,11 +131,10 @@ def main() -> int:
     args = parser.parse_args()
     quiet_decoder_notes()
     results: dict[str, object] = {}
-    with service(args.artifacts, args.threads) as (process, url, _):
-        port = int(url.rsplit(":", 1)[1])
-        for name, run in cases(port, url).items():
+    with bench_server(args.artifacts, args.threads) as server:
+        for name, run in cases(server.port, server.url).items():
             answer, seconds = run()
-            peak = memory_kb(process.pid, "VmHWM") / 1024
+            peak = memory_kb(server.process.pid, "VmHWM") / 1024
             results[name] = {"answer": answer, "seconds": round(seconds, 2), "peak_rss_mb": round(peak, 1)}
             print(f"{name:52} {answer:40} {seconds:6.2f} s  peak RSS {peak:.0f} MB", flush=True)
     results["5 SIGTERM with a stalled upload"] = shutdown_with_stalled_upload(args.artifacts, args.threads)

@@ -26,27 +26,27 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import API_KEY, memory_kb, service, speech, summary, timed  # noqa: E402
-from export.synthetic import speech_like  # noqa: E402
-from service.stream_client import StreamOptions, play  # noqa: E402
+from bench.common import API_KEY, bench_server, memory_kb, speech, summary, timed
+from export.synthetic import speech_like
+from service.stream_client import StreamOptions, play
+from tests.live import ROOT
 
 FORMATS = (("mp3", "MP3", None), ("wav", "WAV", "PCM_16"), ("flac", "FLAC", None), ("ogg", "OGG", "VORBIS"))
 
 
 def stream_latency(artifacts: Path, threads: int, seconds: float, speed: float) -> dict[str, Any]:
     pcm = np.round(np.clip(speech(seconds), -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
-    with service(artifacts, threads) as (_, url, _cold):
+    with bench_server(artifacts, threads) as server:
         options = StreamOptions(
-            url.replace("http://", "ws://") + "/api/voice-detection/stream", API_KEY, speed=speed
+            server.url.replace("http://", "ws://") + "/api/voice-detection/stream", API_KEY, speed=speed
         )
-        before = inference_totals(url)
+        before = inference_totals(server.url)
         began = time.perf_counter()
         result = asyncio.run(play(pcm, 16_000, options))
         wall = time.perf_counter() - began
-        after = inference_totals(url)
+        after = inference_totals(server.url)
     assert result.summary is not None, result.error
     windows = after[1] - before[1]
     return {

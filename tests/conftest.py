@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import hypothesis
 import numpy as np
@@ -49,12 +50,12 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-def make_client(settings: Settings, **changes: object) -> TestClient:
+def make_client(settings: Settings, **changes: Any) -> TestClient:
     return TestClient(create_app(replace(settings, **changes)), raise_server_exceptions=False)
 
 
 @contextmanager
-def serving(settings: Settings, **changes: object) -> Iterator[tuple[TestClient, Runtime]]:
+def serving(settings: Settings, **changes: Any) -> Iterator[tuple[TestClient, Runtime]]:
     """A running app and the Runtime its lifespan loaded, for tests that reach inside."""
     loaded: list[Runtime] = []
 

@@ -75,8 +75,11 @@ def test_a_wrong_start_up_pace_is_replaced_by_the_first_run(rules: VoteRules) ->
 
 def test_clip_values_average_signal_over_all_windows_and_hidden_over_the_encoded() -> None:
     windows = window_features(
-        SlowEncoder(pace=0.0), speech(20.0, seed=4), 5.0, EncoderBudget(audio_seconds=10.0)
-    )  # type: ignore[arg-type]
+        SlowEncoder(pace=0.0),  # type: ignore[arg-type]
+        speech(20.0, seed=4),
+        5.0,
+        EncoderBudget(audio_seconds=10.0),
+    )
     encoded = [w for w in windows if w.encoded_seconds > 0]
     assert len(windows) == 4
     assert len(encoded) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -72,14 +73,14 @@ def test_runtime_dependencies_exclude_the_export_stack() -> None:
     assert "optimum-onnx" in export
 
 
-def parse_render() -> dict[str, object]:
+def parse_render() -> dict[str, Any]:
     loaded = yaml.safe_load((ROOT / "render.yaml").read_text())
     assert isinstance(loaded, dict)
     return loaded
 
 
 def test_render_blueprint_is_free_docker_with_health_and_generated_key() -> None:
-    [service] = parse_render()["services"]  # type: ignore[misc]
+    [service] = parse_render()["services"]
     assert service["type"] == "web"
     assert service["runtime"] == "docker"
     assert service["plan"] == "free"

@@ -12,15 +12,14 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
+from transformers import Wav2Vec2Model
 
 from export.model import (
     FoldedFirstLayers,
     ModelSource,
-    _random_model,
     fold_first_layers,
     for_export,
     load_model,
-    strip_weight_norm,
 )
 from export.onnx_export import export_fp32
 from export.pipeline import ExportOptions, run_export
@@ -29,10 +28,10 @@ from export.verify import compare
 from service.model import Encoder
 
 
-def tiny_model() -> torch.nn.Module:
-    model = _random_model(ModelSource("tiny", random_init="tiny", seed=3)).eval()
-    strip_weight_norm(model)
+def tiny_model() -> Wav2Vec2Model:
+    model, _ = load_model(ModelSource("tiny", random_init="tiny", seed=3))  # eval mode, no weight norm
     norm = model.feature_extractor.conv_layers[0].layer_norm
+    assert isinstance(norm, torch.nn.GroupNorm)  # a base model's first layer: what the fold folds
     with torch.no_grad():  # trained norms are not the identity; make sure the fold uses them
         norm.weight.normal_(1.0, 0.3)
         norm.bias.normal_(0.0, 0.3)

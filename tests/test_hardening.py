@@ -28,10 +28,13 @@ BODY_TIMEOUT = 2.0
 def server(tiny_artifacts: Path) -> Iterator[LiveServer]:
     with live_server(
         tiny_artifacts,
-        BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
-        HEADER_TIMEOUT_SECONDS="2",
-        MAX_CONNECTIONS="24",
-        MAX_BODY_BYTES=str(1 << 20),
+        API_KEY,
+        env={
+            "BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+            "HEADER_TIMEOUT_SECONDS": "2",
+            "MAX_CONNECTIONS": "24",
+            "MAX_BODY_BYTES": str(1 << 20),
+        },
     ) as running:
         yield running
 
@@ -164,7 +167,7 @@ def test_4_trailing_slash_is_a_404_not_a_redirect_to_the_host_header(server: Liv
 
 
 def test_5_sigterm_answers_a_stalled_upload_at_once(tiny_artifacts: Path) -> None:
-    with live_server(tiny_artifacts) as server:
+    with live_server(tiny_artifacts, API_KEY) as server:
         sock = stalled_upload(server)
         time.sleep(0.3)
         started = time.monotonic()

@@ -23,7 +23,7 @@ def queued(url: str) -> int:
 
 
 def test_sigterm_finishes_the_request_in_flight(tiny_artifacts: Path) -> None:
-    with live_server(tiny_artifacts) as server:
+    with live_server(tiny_artifacts, API_KEY) as server:
         body = payload(encode(np.tile(speech(10.0, seed=9), 30), 16_000, "FLAC"), fmt="flac")
         result: dict[str, httpx.Response] = {}
         worker = threading.Thread(

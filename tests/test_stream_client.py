@@ -20,7 +20,7 @@ from tests.live import live_server
 @pytest.fixture(scope="module")
 def server(tiny_artifacts: Path) -> Iterator[str]:
     """``voicecheck serve``: the real server, through the command people start."""
-    with live_server(tiny_artifacts, command=("-m", "service.cli", "serve")) as running:
+    with live_server(tiny_artifacts, API_KEY, command=("-m", "service.cli", "serve")) as running:
         yield running.url
 
 

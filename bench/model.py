@@ -1,0 +1,71 @@
+"""The model alone, side by side: torch FP32, torch dynamic INT8, onnxruntime FP32, onnxruntime
+dynamic INT8 and our static INT8 graph, on 1, 5 and 10 s of speech; median and p90 milliseconds and
+each variant's per-frame cosine to torch FP32."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from bench.common import speech, timed
+from export.model import ModelSource, load_model
+from export.onnx_export import export_fp32
+from export.verify import frame_cosine
+from service.features import normalize_waveform
+from service.model import Encoder
+
+
+def torch_run(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    def run(clip: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            batch = torch.from_numpy(normalize_waveform(clip)[np.newaxis, :])
+            return np.asarray(net(batch).last_hidden_state[0].numpy())
+
+    return run
+
+
+def model_latency(artifacts: Path, threads: int, repeats: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    source = manifest["source"]
+    model, _ = load_model(
+        ModelSource(
+            source.get("model_id", "facebook/wav2vec2-base"),
+            source.get("revision"),
+            source.get("architecture") if source["kind"] == "random-init" else None,
+            source.get("seed", 0),
+        )
+    )
+    dynamic_torch = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_fp32(model, Path(tmp) / "fp32.onnx")
+        dynamic = Path(tmp) / "dynamic.onnx"
+        quantize_dynamic(
+            str(fp32), str(dynamic), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8
+        )
+        variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+            "torch FP32": torch_run(model),
+            "torch dynamic INT8": torch_run(dynamic_torch),
+            "onnxruntime FP32": Encoder.load(fp32, threads),
+            "onnxruntime dynamic INT8": Encoder.load(dynamic, threads),
+            "ours: static INT8": Encoder.load(artifacts / "model.onnx", threads),
+        }
+        rows: dict[str, Any] = {}
+        for seconds in (1.0, 5.0, 10.0):
+            clip = speech(seconds)
+            reference = variants["torch FP32"](clip)
+            for name, run in variants.items():
+                entry: dict[str, float] = timed(partial(run, clip), repeats)
+                entry["frame_cosine_min"] = round(float(frame_cosine(reference, run(clip)).min()), 4)
+                rows.setdefault(name, {})[f"{seconds:g}s"] = entry
+                print(f"model {name:26s} {seconds:4.0f} s: {entry['median_ms']:7.1f} ms", file=sys.stderr)
+    return {"threads": threads, "source": source, "variants": rows}
