@@ -4,7 +4,6 @@ each variant's per-frame cosine to torch FP32."""
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from bench.common import speech, timed
 from export.model import ModelSource, load_model
 from export.onnx_export import export_fp32
 from export.verify import frame_cosine
+from service.artifacts import Artifacts
 from service.features import normalize_waveform
 from service.model import Encoder
 
@@ -35,16 +35,8 @@ def torch_run(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
 
 def model_latency(artifacts: Path, threads: int, repeats: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
-    manifest = json.loads((artifacts / "manifest.json").read_text())
-    source = manifest["source"]
-    model, _ = load_model(
-        ModelSource(
-            source.get("model_id", "facebook/wav2vec2-base"),
-            source.get("revision"),
-            source.get("architecture") if source["kind"] == "random-init" else None,
-            source.get("seed", 0),
-        )
-    )
+    manifest = Artifacts(artifacts).manifest()
+    model, _ = load_model(ModelSource.of(manifest.source))
     dynamic_torch = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_fp32(model, Path(tmp) / "fp32.onnx")
@@ -57,7 +49,7 @@ def model_latency(artifacts: Path, threads: int, repeats: int) -> dict[str, Any]
             "torch dynamic INT8": torch_run(dynamic_torch),
             "onnxruntime FP32": Encoder.load(fp32, threads),
             "onnxruntime dynamic INT8": Encoder.load(dynamic, threads),
-            "ours: static INT8": Encoder.load(artifacts / "model.onnx", threads),
+            "ours: static INT8": Encoder.load(Artifacts(artifacts).graph, threads),
         }
         rows: dict[str, Any] = {}
         for seconds in (1.0, 5.0, 10.0):
@@ -68,4 +60,4 @@ def model_latency(artifacts: Path, threads: int, repeats: int) -> dict[str, Any]
                 entry["frame_cosine_min"] = round(float(frame_cosine(reference, run(clip)).min()), 4)
                 rows.setdefault(name, {})[f"{seconds:g}s"] = entry
                 print(f"model {name:26s} {seconds:4.0f} s: {entry['median_ms']:7.1f} ms", file=sys.stderr)
-    return {"threads": threads, "source": source, "variants": rows}
+    return {"threads": threads, "source": manifest.source.to_json(), "variants": rows}

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import API_KEY, bench_server, memory_kb, speech, summary, timed
 from export.synthetic import speech_like
+from service.artifacts import Artifacts
 from service.stream_client import StreamOptions, play
 from tests.live import ROOT
 
@@ -76,7 +77,7 @@ def window_reference(artifacts: Path, threads: int, repeats: int = 10) -> dict[s
     from service.detector import analyse_window
     from service.model import Encoder
 
-    encoder = Encoder.load(artifacts / "model.onnx", threads)
+    encoder = Encoder.load(Artifacts(artifacts).graph, threads)
     clip = speech(5.0)
     return timed(lambda: analyse_window(encoder, clip, 0), repeats)
 
@@ -152,10 +153,10 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=200, help="clips for the scan (0: stream only)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "ways.json")
     args = parser.parse_args()
-    manifest = json.loads((args.artifacts / "manifest.json").read_text())
+    manifest = Artifacts(args.artifacts).manifest()
     results: dict[str, Any] = {
-        "graph": manifest["source"],
-        "random_weights": manifest["source"].get("kind") == "random-init",
+        "graph": manifest.source.to_json(),
+        "random_weights": manifest.source.random_weights,
         "load_average_at_start": os.getloadavg(),
         "window_analysis_in_process": window_reference(args.artifacts, args.threads),
         "stream": [

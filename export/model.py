@@ -41,6 +41,14 @@ class ModelSource:
     random_init: str | None = None
     seed: int = 0
 
+    @classmethod
+    def of(cls, origin: ModelOrigin) -> ModelSource:
+        """The source a manifest records, to load the same model again."""
+        random_init = origin.architecture if origin.random_weights else None
+        return cls(
+            origin.model_id or "facebook/wav2vec2-base", origin.revision, random_init, origin.seed or 0
+        )
+
     def describe(self) -> ModelOrigin:
         if self.random_init:
             return ModelOrigin(

@@ -97,7 +97,7 @@ def health_report(runtime: Runtime) -> dict[str, Any]:
     return {
         "status": status if runtime.ready else "unavailable",
         "model": {
-            "source": runtime.manifest.to_json()["source"],
+            "source": runtime.manifest.source.to_json(),
             "random_weights": runtime.random_weights,
             "graph_sha256": runtime.manifest.graph.sha256,
             "fidelity": runtime.manifest.fidelity,

@@ -44,6 +44,9 @@ class ModelOrigin:
     def random_weights(self) -> bool:
         return self.kind == "random-init"
 
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -58,8 +61,7 @@ class Manifest:
     created: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        origin = {k: v for k, v in asdict(self.source).items() if v is not None}
-        return {**asdict(self), "source": origin}
+        return {**asdict(self), "source": self.source.to_json()}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Manifest:

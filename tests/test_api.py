@@ -295,11 +295,11 @@ def test_unknown_route_and_method_use_the_error_shape(client: TestClient) -> Non
 def test_health_reports_random_weights_and_vote_provenance(client: TestClient, tiny_artifacts: Path) -> None:
     response = client.get("/health")
     body = response.json()
-    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    manifest = Artifacts(tiny_artifacts).manifest()
     assert response.status_code == 200
     assert body["status"] == "degraded"
     assert body["model"]["random_weights"] is True
-    assert body["model"]["graph_sha256"] == manifest["graph"]["sha256"]
+    assert body["model"]["graph_sha256"] == manifest.graph.sha256
     assert body["votes"]["calibrated"] is False
     assert "uncalibrated" in body["votes"]["warning"]
 

@@ -21,11 +21,11 @@ from export.metrics import (
 )
 from export.robustness import PERTURBATIONS, mp3_32k
 from export.synthetic import speech_like
+from service.artifacts import Artifacts
 from service.detector import clip_features, window_features
 from service.labels import AI
 from service.model import Encoder
 from service.settings import Settings
-from service.verdict import VoteRules
 from service.votes import MEASUREMENTS, VOTES
 from tests.conftest import encode, make_client
 
@@ -67,18 +67,18 @@ def toy_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def calibrated(tiny_artifacts: Path, toy_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("calibrated")
-    for name in ("model.onnx", "manifest.json", "votes.json"):
-        shutil.copy(tiny_artifacts / name, folder / name)
+    for source, target in zip(Artifacts(tiny_artifacts).files, Artifacts(folder).files, strict=True):
+        shutil.copy(source, target)
     assert calibrate.main([str(toy_corpus), "--artifacts", str(folder), "--threads", "1"]) == 0
     return folder
 
 
 def test_calibrate_writes_calibrated_votes_with_provenance(calibrated: Path, tiny_artifacts: Path) -> None:
-    votes = json.loads((calibrated / "votes.json").read_text())
-    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    votes = json.loads(Artifacts(calibrated).votes_file.read_text())
+    manifest = Artifacts(tiny_artifacts).manifest()
     assert votes["calibrated"] is True
     provenance = votes["provenance"]
-    assert provenance["graph_sha256"] == manifest["graph"]["sha256"]
+    assert provenance["graph_sha256"] == manifest.graph.sha256
     assert provenance["corpus"]["clips"] == 30
     assert provenance["corpus"]["groups"]["AI_GENERATED:ai-a"] == 6
     metrics = provenance["cross_validated"]
@@ -150,8 +150,8 @@ def test_level_noise_and_recoding_move_each_vote_little(calibrated: Path, name: 
     standardised measurements by under one spread on average. The hidden-state vote is left out
     of the noise bound: here it comes from a tiny random-init network, whose robustness says
     nothing about the pretrained model's."""
-    rules = VoteRules.load(calibrated / "votes.json")
-    encoder = Encoder.load(calibrated / "model.onnx", threads=1)
+    rules = Artifacts(calibrated).votes()
+    encoder = Encoder.load(Artifacts(calibrated).graph, threads=1)
     rng = np.random.default_rng(0)
     for seed, natural in ((5001, True), (5002, False), (5003, True), (5004, False)):
         clip = telephone_band(speech_like(4.0, seed=seed, natural=natural))
@@ -215,8 +215,8 @@ def test_folds_keep_groups_whole() -> None:
 
 
 def test_vectorised_prediction_is_the_services_decision(calibrated: Path, toy_corpus: Path) -> None:
-    rules = VoteRules.load(calibrated / "votes.json")
-    encoder = Encoder.load(calibrated / "model.onnx", threads=1)
+    rules = Artifacts(calibrated).votes()
+    encoder = Encoder.load(Artifacts(calibrated).graph, threads=1)
     table = compute_features(read_labels(toy_corpus), encoder, 5.0)
     ai_probability, predicted_ai = predict(rules, table.values)
     for i in range(len(table.clips)):

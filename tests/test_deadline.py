@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.artifacts import Artifacts
 from service.detector import EncoderBudget, EncoderPace, clip_features, detect, spread_order, window_features
 from service.model import Encoder
 from service.settings import Settings
@@ -32,7 +33,7 @@ class SlowEncoder:
 
 @pytest.fixture(scope="module")
 def rules(tiny_artifacts: Path) -> VoteRules:
-    return VoteRules.load(tiny_artifacts / "votes.json")
+    return Artifacts(tiny_artifacts).votes()
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 6, 7, 13, 60])
@@ -102,7 +103,7 @@ def test_budget_too_small_for_a_window_still_encodes_a_shorter_piece(rules: Vote
 def test_clips_that_fit_are_analysed_exactly_as_without_a_budget(
     tiny_artifacts: Path, rules: VoteRules
 ) -> None:
-    encoder = Encoder.load(tiny_artifacts / "model.onnx", threads=1)
+    encoder = Encoder.load(Artifacts(tiny_artifacts).graph, threads=1)
     clip = speech(12.0, seed=8)
     unbounded = detect(encoder, rules, clip, 5.0)
     budget = EncoderBudget(deadline=time.monotonic() + 60.0, pace=EncoderPace(0.05))

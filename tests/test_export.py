@@ -10,12 +10,13 @@ import onnx
 import pytest
 
 from export.pipeline import ExportError, ExportOptions, run_export
+from service.artifacts import Artifacts
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_tiny_export_writes_a_static_int8_graph(tiny_artifacts: Path) -> None:
-    graph = onnx.load(tiny_artifacts / "model.onnx")
+    graph = onnx.load(Artifacts(tiny_artifacts).graph)
     ops = {node.op_type for node in graph.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     onnx.checker.check_model(graph)
@@ -24,10 +25,10 @@ def test_tiny_export_writes_a_static_int8_graph(tiny_artifacts: Path) -> None:
 
 
 def test_manifest_records_source_recipe_fidelity_and_versions(tiny_artifacts: Path) -> None:
-    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    manifest = json.loads(Artifacts(tiny_artifacts).manifest_file.read_text())
     graph = manifest["graph"]
     assert len(graph["sha256"]) == 64
-    assert graph["bytes"] == (tiny_artifacts / "model.onnx").stat().st_size
+    assert graph["bytes"] == Artifacts(tiny_artifacts).graph.stat().st_size
     assert graph["opset"] >= 17
     assert graph["inputs"] == {"input_values": ["batch_size", "sequence_length"]}
     assert "last_hidden_state" in graph["outputs"]
@@ -60,10 +61,9 @@ def test_manifest_records_source_recipe_fidelity_and_versions(tiny_artifacts: Pa
 
 
 def test_export_writes_uncalibrated_votes_for_its_own_graph(tiny_artifacts: Path) -> None:
-    votes = json.loads((tiny_artifacts / "votes.json").read_text())
-    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    votes = json.loads(Artifacts(tiny_artifacts).votes_file.read_text())
     assert votes["calibrated"] is False
-    assert votes["provenance"]["graph_sha256"] == manifest["graph"]["sha256"]
+    assert votes["provenance"]["graph_sha256"] == Artifacts(tiny_artifacts).manifest().graph.sha256
     assert len(votes["votes"]) == 5
 
 
@@ -82,15 +82,15 @@ def test_float_convs_skip_the_search(tmp_path: Path) -> None:
 
 def test_reexport_is_reproducible(tiny_artifacts: Path, tmp_path: Path) -> None:
     run_export(ExportOptions(out=tmp_path, random_init="tiny", threads=1))
-    first = json.loads((tiny_artifacts / "manifest.json").read_text())["graph"]["sha256"]
-    second = json.loads((tmp_path / "manifest.json").read_text())["graph"]["sha256"]
+    first = Artifacts(tiny_artifacts).manifest().graph.sha256
+    second = Artifacts(tmp_path).manifest().graph.sha256
     assert first == second
 
 
 def test_other_seed_gives_another_graph(tiny_artifacts: Path, tmp_path: Path) -> None:
     run_export(ExportOptions(out=tmp_path, random_init="tiny", seed=7, threads=1))
-    first = json.loads((tiny_artifacts / "manifest.json").read_text())["graph"]["sha256"]
-    assert json.loads((tmp_path / "manifest.json").read_text())["graph"]["sha256"] != first
+    first = Artifacts(tiny_artifacts).manifest().graph.sha256
+    assert Artifacts(tmp_path).manifest().graph.sha256 != first
 
 
 def test_range_audio_folder_of_recordings_is_used(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_pretrained_without_hub_fails_fast_naming_random_init(tmp_path: Path) ->
     )
     assert result.returncode == 3  # the code scripts/serve falls back on
     assert "--random-init" in result.stderr
-    assert not (tmp_path / "o" / "model.onnx").exists()
+    assert not Artifacts(tmp_path / "o").graph.exists()
 
 
 def test_range_audio_flag_keeps_its_old_name() -> None:

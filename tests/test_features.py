@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.artifacts import Artifacts
 from service.detector import MIN_WINDOW_SECONDS, analysis_windows, detect, split_windows, window_features
 from service.features import hidden_measurements, telephone_band
 from service.model import Encoder
-from service.verdict import VoteRules
 from service.votes import MEASUREMENTS, VOTES, signal_measurements
 from tests.conftest import speech
 
 
 @pytest.fixture(scope="module")
 def encoder(tiny_artifacts: Path) -> Encoder:
-    return Encoder.load(tiny_artifacts / "model.onnx", threads=1)
+    return Encoder.load(Artifacts(tiny_artifacts).graph, threads=1)
 
 
 @pytest.mark.parametrize("gain", [0.1, 3.0])
@@ -27,7 +27,7 @@ def test_features_and_votes_do_not_change_with_loudness(
 ) -> None:
     clip = speech(4.0, seed=3, natural=natural)
     assert np.max(np.abs(clip * gain)) < 1.0
-    rules = VoteRules.load(tiny_artifacts / "votes.json")
+    rules = Artifacts(tiny_artifacts).votes()
     [original] = window_features(encoder, clip, 10.0)
     [scaled] = window_features(encoder, clip * gain, 10.0)
     assert set(original.features) == set(MEASUREMENTS)
@@ -114,7 +114,7 @@ def test_analysis_windows_are_fixed_length_from_the_start(
 
 
 def test_five_minute_clip_uses_bounded_memory(encoder: Encoder, tiny_artifacts: Path) -> None:
-    rules = VoteRules.load(tiny_artifacts / "votes.json")
+    rules = Artifacts(tiny_artifacts).votes()
     clip = np.tile(speech(10.0, seed=4), 30)
     tracemalloc.start()
     detection = detect(encoder, rules, clip, 10.0)

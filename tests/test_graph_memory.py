@@ -4,7 +4,6 @@ and which nodes stay in float."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from export.onnx_export import export_fp32
 from export.pipeline import ExportOptions, run_export
 from export.quantize import QuantRecipe, excluded_nodes, store_conv_weights_int8
 from export.verify import compare
+from service.artifacts import Artifacts
 from service.model import Encoder
 
 
@@ -55,8 +55,8 @@ def test_folded_first_layers_match_conv_groupnorm_gelu_conv(samples: int) -> Non
 
 def test_conv_weights_stored_int8_give_nearly_the_same_output(tmp_path: Path) -> None:
     out = run_export(ExportOptions(out=tmp_path / "float", random_init="tiny", threads=1, convs="float"))
-    assert out["quantization"]["convs"] == "float"
-    graph = onnx.load(tmp_path / "float" / "model.onnx")
+    assert out.quantization["convs"] == "float"
+    graph = onnx.load(Artifacts(tmp_path / "float").graph)
     float_bytes = sum(i.ByteSize() for i in graph.graph.initializer)
     changed = store_conv_weights_int8(graph)
     convs = [node for node in graph.graph.node if node.op_type == "Conv"]
@@ -71,16 +71,16 @@ def test_conv_weights_stored_int8_give_nearly_the_same_output(tmp_path: Path) ->
     onnx.save(graph, tmp_path / "int8_weights.onnx")
 
     clip = np.random.default_rng(0).standard_normal(24_000).astype(np.float32) * 0.1
-    reference = Encoder.load(tmp_path / "float" / "model.onnx", 1)(clip)
+    reference = Encoder.load(Artifacts(tmp_path / "float").graph, 1)(clip)
     stored = Encoder.load(tmp_path / "int8_weights.onnx", 1)(clip)
     cosine = (reference * stored).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(stored, axis=1)
     assert cosine.min() > 0.99
 
 
 def test_default_export_has_no_float_conv_weights(tiny_artifacts: Path) -> None:
-    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
-    assert manifest["quantization"]["convs"] in ("int8", "int8-weights")
-    graph = onnx.load(tiny_artifacts / "model.onnx")
+    manifest = Artifacts(tiny_artifacts).manifest()
+    assert manifest.quantization["convs"] in ("int8", "int8-weights")
+    graph = onnx.load(Artifacts(tiny_artifacts).graph)
     float_weights = {i.name for i in graph.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
     assert not any(n.op_type == "Conv" and n.input[1] in float_weights for n in graph.graph.node)
     assert any(n.op_type == "QLinearConv" and "pos_conv" in n.name for n in graph.graph.node)
@@ -111,5 +111,5 @@ def test_exported_graph_follows_torch_at_any_length(tiny_artifacts: Path, sample
     constants: odd and minimal lengths still match the unfolded torch model."""
     model, _ = load_model(ModelSource("tiny", random_init="tiny"))  # the fixture's seed
     clip = np.random.default_rng(samples).standard_normal(samples).astype(np.float32) * 0.1
-    encoder = Encoder.load(tiny_artifacts / "model.onnx", 1)
+    encoder = Encoder.load(Artifacts(tiny_artifacts).graph, 1)
     assert compare(model, encoder, [clip]).frame_cosine_min > 0.98
