@@ -14,7 +14,7 @@ import numpy as np
 from service.audio import decode_audio
 from service.detector import EncoderBudget, clip_features, window_features
 from service.labels import AI, LABELS
-from service.model import Encoder
+from service.model import HiddenStates
 from service.votes import MEASUREMENTS
 
 
@@ -68,7 +68,7 @@ def read_labels(data_dir: Path) -> list[Clip]:
 
 
 def feature_row(
-    encoder: Encoder, waveform: np.ndarray, window_seconds: float, max_encoded_seconds: float = math.inf
+    encoder: HiddenStates, waveform: np.ndarray, window_seconds: float, max_encoded_seconds: float = math.inf
 ) -> list[float]:
     """The clip's measurements in MEASUREMENTS order, exactly as the service computes them when
     its deadline affords wav2vec2 ``max_encoded_seconds`` of the clip."""
@@ -79,7 +79,7 @@ def feature_row(
 
 def compute_features(
     clips: list[Clip],
-    encoder: Encoder,
+    encoder: HiddenStates,
     window_seconds: float,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     cache: Path | None = None,
@@ -101,7 +101,7 @@ def compute_features(
 
 def _compute(
     clips: list[Clip],
-    encoder: Encoder,
+    encoder: HiddenStates,
     window_seconds: float,
     transform: Callable[[np.ndarray], np.ndarray] | None,
     max_encoded_seconds: float,

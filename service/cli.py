@@ -10,11 +10,14 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from service.settings import DEFAULT_WINDOW_SECONDS
 
-Options = TypeVar("Options")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Options = TypeVar("Options", bound="DataclassInstance")
 DEFAULT_STREAM_URL = "ws://127.0.0.1:8000/api/voice-detection/stream"
 # Subcommands whose own parsers (and --help) live in export/; they need the [export] extra for export.
 DELEGATED = {
@@ -108,7 +111,7 @@ def _delegate(name: str, argv: list[str]) -> int:
 
 def options_from(cls: type[Options], args: argparse.Namespace, **given: Any) -> Options:
     """The dataclass ``cls`` from the parsed arguments of the same names, and ``given``."""
-    names = {f.name for f in fields(cls)} - set(given)  # type: ignore[arg-type]
+    names = {f.name for f in fields(cls)} - set(given)
     return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **given)
 
 

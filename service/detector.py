@@ -15,7 +15,7 @@ import numpy as np
 
 from service.audio import SAMPLE_RATE
 from service.errors import AudioError
-from service.model import Encoder
+from service.model import HiddenStates
 from service.verdict import Verdict, VoteRules
 from service.votes import hidden_measurements, signal_measurements
 
@@ -126,14 +126,14 @@ def spread_order(count: int) -> list[int]:
     return order
 
 
-def analyse_window(encoder: Encoder, piece: np.ndarray, start: int) -> Window:
+def analyse_window(encoder: HiddenStates, piece: np.ndarray, start: int) -> Window:
     """One window, wav2vec2 included (a live stream's); ``start``: its first sample in the clip."""
     features = signal_measurements(piece) | hidden_measurements(encoder(piece))
     return _checked_window(start, start + len(piece), features, len(piece) / SAMPLE_RATE)
 
 
 def window_features(
-    encoder: Encoder, waveform: np.ndarray, window_seconds: float, budget: EncoderBudget | None = None
+    encoder: HiddenStates, waveform: np.ndarray, window_seconds: float, budget: EncoderBudget | None = None
 ) -> list[Window]:
     spans = analysis_windows(len(waveform), window_seconds)
     signal = [signal_measurements(waveform[start:end]) for start, end in spans]
@@ -156,7 +156,7 @@ def _checked_window(start: int, end: int, features: dict[str, float], encoded_se
 
 
 def _encode_planned(
-    encoder: Encoder, waveform: np.ndarray, spans: list[tuple[int, int]], budget: EncoderBudget
+    encoder: HiddenStates, waveform: np.ndarray, spans: list[tuple[int, int]], budget: EncoderBudget
 ) -> dict[int, tuple[dict[str, float], float]]:
     """Hidden-state measurements and encoded seconds of each window the budget affords, taken in
     ``spread_order``; the first always runs, on its centre when the budget is short of a window."""
@@ -198,7 +198,7 @@ def combine(rules: VoteRules, windows: list[Window], samples: int) -> Detection:
 
 
 def detect(
-    encoder: Encoder,
+    encoder: HiddenStates,
     rules: VoteRules,
     waveform: np.ndarray,
     window_seconds: float,

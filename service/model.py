@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import numpy as np
 import onnxruntime as ort
 
 from service.features import normalize_waveform
+
+HiddenStates = Callable[[np.ndarray], np.ndarray]  # a 16 kHz waveform -> its last hidden state
 
 
 def create_session(path: Path, threads: int) -> ort.InferenceSession:

@@ -14,7 +14,7 @@ from service.detector import Detection, EncoderBudget, EncoderPace, Window, anal
 from service.limiter import ByteBudget, InferenceLimiter, RateLimit
 from service.malloc import release_free_memory
 from service.metrics import Metrics
-from service.model import Encoder
+from service.model import Encoder, HiddenStates
 from service.settings import Settings
 from service.verdict import VoteRules
 
@@ -24,7 +24,7 @@ UPLOAD_BUDGET_BODIES = 2  # bodies of the largest size held in memory at once, o
 @dataclass
 class Runtime:
     settings: Settings
-    encoder: Encoder
+    encoder: HiddenStates
     rules: VoteRules
     manifest: Manifest
     metrics: Metrics

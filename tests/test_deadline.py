@@ -51,7 +51,7 @@ def test_slow_encoder_answers_by_the_deadline(rules: VoteRules) -> None:
     clip = speech(30.0, seed=5)
     started = time.monotonic()
     budget = EncoderBudget(deadline=started + 1.8, pace=EncoderPace(0.1))
-    detection = detect(slow, rules, clip, 5.0, budget)  # type: ignore[arg-type]
+    detection = detect(slow, rules, clip, 5.0, budget)
     assert time.monotonic() - started < 1.8
     assert len(detection.segments) == 6
     assert 0 < detection.encoded_seconds < 30.0
@@ -67,7 +67,7 @@ def test_a_wrong_start_up_pace_is_replaced_by_the_first_run(rules: VoteRules) ->
         slow = SlowEncoder(pace=0.2)  # 1 s per 5 s window
         started = time.monotonic()
         budget = EncoderBudget(deadline=started + 3.0, pace=EncoderPace(hopeful))
-        detect(slow, rules, speech(30.0, seed=6), 5.0, budget)  # type: ignore[arg-type]
+        detect(slow, rules, speech(30.0, seed=6), 5.0, budget)
         assert time.monotonic() - started < 3.0
         assert 1 <= len(slow.seconds) <= 2  # 3 s less the reserve, at 1.25 s planned per window
         assert budget.pace is not None
@@ -76,7 +76,7 @@ def test_a_wrong_start_up_pace_is_replaced_by_the_first_run(rules: VoteRules) ->
 
 def test_clip_values_average_signal_over_all_windows_and_hidden_over_the_encoded() -> None:
     windows = window_features(
-        SlowEncoder(pace=0.0),  # type: ignore[arg-type]
+        SlowEncoder(pace=0.0),
         speech(20.0, seed=4),
         5.0,
         EncoderBudget(audio_seconds=10.0),
@@ -94,7 +94,7 @@ def test_clip_values_average_signal_over_all_windows_and_hidden_over_the_encoded
 def test_budget_too_small_for_a_window_still_encodes_a_shorter_piece(rules: VoteRules) -> None:
     slow = SlowEncoder(pace=1.0)
     budget = EncoderBudget(deadline=time.monotonic() + 2.0, pace=EncoderPace(1.0))
-    detection = detect(slow, rules, speech(20.0, seed=7), 5.0, budget)  # type: ignore[arg-type]
+    detection = detect(slow, rules, speech(20.0, seed=7), 5.0, budget)
     assert len(slow.seconds) == 1
     assert 1.0 <= slow.seconds[0] < 5.0
     assert detection.encoded_seconds == pytest.approx(slow.seconds[0], abs=1e-3)
@@ -117,7 +117,7 @@ def test_clips_that_fit_are_analysed_exactly_as_without_a_budget(
 def test_the_route_answers_within_the_deadline_on_a_slow_encoder(settings: Settings) -> None:
     body = payload(encode(speech(40.0, seed=9), 16_000, "FLAC"), fmt="flac")
     with serving(settings, deadline_seconds=3.0) as (client, runtime):
-        runtime.encoder = SlowEncoder(pace=0.3)  # type: ignore[assignment]
+        runtime.encoder = SlowEncoder(pace=0.3)
         runtime.pace = EncoderPace(0.3)
         started = time.monotonic()
         response = client.post("/api/voice-detection", json=body, headers={"x-api-key": API_KEY})

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -10,9 +11,9 @@ from service.scan import ScanError, ScanOptions, find_audio, read_rows, scan, su
 from tests.conftest import payload, post
 
 
-def options(archive: Path, out: Path, **changes: object) -> ScanOptions:
-    base = {"paths": (archive,), "out": out, "artifacts": archive.parent.parent / "unused", "progress": False}
-    return ScanOptions(**{**base, **changes})  # type: ignore[arg-type]
+def options(archive: Path, out: Path, **changes: Any) -> ScanOptions:
+    base = ScanOptions(paths=(archive,), out=out, artifacts=archive.parent.parent / "unused", progress=False)
+    return replace(base, **changes)
 
 
 def test_find_audio_recurses_and_keeps_only_audio(archive: Path) -> None:
@@ -67,8 +68,6 @@ def test_scan_writes_the_json_routes_answer_per_file_and_resumes(
         ({}, "pass --artifacts DIR"),
     ],
 )
-def test_scan_refuses_bad_options(
-    archive: Path, tmp_path: Path, changes: dict[str, object], words: str
-) -> None:
+def test_scan_refuses_bad_options(archive: Path, tmp_path: Path, changes: dict[str, Any], words: str) -> None:
     with pytest.raises(ScanError, match=words):
-        scan(replace(options(archive, tmp_path / "r.jsonl"), **changes))  # type: ignore[arg-type]
+        scan(options(archive, tmp_path / "r.jsonl", **changes))
