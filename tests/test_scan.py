@@ -70,4 +70,4 @@ def test_scan_writes_the_json_routes_answer_per_file_and_resumes(
 )
 def test_scan_refuses_bad_options(archive: Path, tmp_path: Path, changes: dict[str, Any], words: str) -> None:
     with pytest.raises(ScanError, match=words):
-        scan(options(archive, tmp_path / "r.jsonl", **changes))
+        scan(replace(options(archive, tmp_path / "r.jsonl"), **changes))
