@@ -48,7 +48,7 @@ FROM python:3.11-slim-bookworm AS runtime
 ARG WEIGHTS
 LABEL org.opencontainers.image.title="voicecheck" \
       voicecheck.weights="$WEIGHTS"
-# OpenBLAS (numpy's) single-threaded: onnxruntime has the cores, and numpy imports 70 ms faster
+# OpenBLAS (numpy's) single-threaded: onnxruntime has the cores, and numpy imports faster (docs/deploy.md)
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 OPENBLAS_NUM_THREADS=1 \
     HOST=0.0.0.0 PORT=8000 ARTIFACTS_DIR=/app/artifacts THREADS=1
 WORKDIR /src

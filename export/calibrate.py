@@ -32,11 +32,10 @@ from service.verdict import Z_CLIP, VoteModel, VoteProvenance, VoteRules
 from service.votes import MEASUREMENTS, VOTES
 
 L2 = 0.05  # penalty on the standardised weights, per unit of total sample weight
-# Resynthesised people: kept in the corpus, never learnt from. In the generator-transfer matrix each
-# moved unseen engines by -0.07..+0.08 and lost 0.01-0.08 on unseen people; learning them cut
-# leave-one-group-out balanced accuracy on the other groups from 0.739 to 0.670 (README).
+# Resynthesised people: kept in the corpus, never learnt from: learning them barely moved unseen
+# engines and cost the other groups accuracy (docs/votes.md#why-the-recipe-is-what-it-is).
 EXCLUDED_FAMILIES = ("world", "griffinlim", "lpc")
-QUADRATIC = 0.0  # weight of the squared terms; 0: each vote linear (squared terms measured no better, README)
+QUADRATIC = 0.0  # weight of the squared terms; 0: each vote linear (squared terms: no better, docs/votes.md)
 INNER_FOLDS = 5
 NEWTON_STEPS = 30
 

@@ -1,9 +1,8 @@
 """glibc's allocator, tuned for one large inference at a time (a no-op where glibc is absent).
 
-Decoding, features, request parsing and onnxruntime's arena all draw on malloc from many threads.
-Measured with four of bench/load.py's request kinds (5 s and 2 s clips, too big, not audio) at
-concurrency 16 (base graph, three 10 s runs): peak RSS 300-337 MB with glibc's defaults, 221-224 MB
-with one arena, the 1 MiB mmap threshold and a trim after each request. The trim takes 5-7 ms."""
+Decoding, features, request parsing and onnxruntime's arena all draw on malloc from many threads;
+one arena, a 1 MiB mmap threshold and a trim after each request keep peak RSS down under load
+(figures: docs/benchmarks.md#memory)."""
 
 from __future__ import annotations
 

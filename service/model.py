@@ -26,16 +26,14 @@ def create_session(path: Path, threads: int) -> ort.InferenceSession:
     options.enable_cpu_mem_arena = True
     options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # Pre-packed weight copies cost ~60 MB of RSS here and bought no measurable speed.
+    # Pre-packed weight copies cost memory and buy no speed here (docs/benchmarks.md#memory).
     options.add_session_config_entry("session.disable_prepacking", "1")
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def shrinking_run_options() -> ort.RunOptions:
-    """Give the arena's free memory back at the end of each run. Measured on the base graph, 30
-    runs of 2-5 s: peak RSS 242 MB without the arena (glibc's heap fragments), 201 MB with the
-    arena and this, 198 MB with the arena kept whole (RSS then stays at the peak); 178, 140 and
-    129 ms per run."""
+    """Give the arena's free memory back after each run: peak RSS about a kept arena's, without RSS
+    staying there, and below no arena's (glibc's heap fragments); see docs/benchmarks.md#memory."""
     options = ort.RunOptions()
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options

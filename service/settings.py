@@ -12,8 +12,7 @@ from typing import TypeVar
 DEFAULT_LANGUAGES = ("Tamil", "English", "Hindi", "Malayalam", "Telugu")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 N = TypeVar("N", int, float)
-# Peak memory grows with the analysis window (the feature encoder's activations): one window of the
-# base graph takes about 14 MB at 2 s, 34 MB at 5 s and 55 MB at 10 s on top of the loaded service.
+# Peak memory grows with the analysis window (the feature encoder's activations; docs/benchmarks.md).
 DEFAULT_WINDOW_SECONDS = 5.0
 
 
