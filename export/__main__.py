@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from export.model import PRETRAINED
 from export.pipeline import ExportError, ExportOptions, SourceUnavailable, run_export
 from export.quantize import CONV_CHOICES, QuantRecipe
 from service.artifacts import Artifacts
@@ -25,7 +26,7 @@ EXIT_NO_MODEL = 3  # the model could not be loaded: scripts/serve falls back to 
 def parse_args(argv: Sequence[str] | None) -> ExportOptions:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="output folder, e.g. artifacts")
-    parser.add_argument("--model", default="facebook/wav2vec2-base", help="hub id or local folder")
+    parser.add_argument("--model", default=PRETRAINED, help="hub id or local folder")
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     parser.add_argument(
         "--random-init",

@@ -15,6 +15,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from service.artifacts import ModelOrigin
 
+PRETRAINED = "facebook/wav2vec2-base"
 # Same conv strides as the base model (one frame per 20 ms), everything else small.
 TINY_CONFIG: dict[str, Any] = {
     "hidden_size": 32,
@@ -45,9 +46,7 @@ class ModelSource:
     def of(cls, origin: ModelOrigin) -> ModelSource:
         """The source a manifest records, to load the same model again."""
         random_init = origin.architecture if origin.random_weights else None
-        return cls(
-            origin.model_id or "facebook/wav2vec2-base", origin.revision, random_init, origin.seed or 0
-        )
+        return cls(origin.model_id or PRETRAINED, origin.revision, random_init, origin.seed or 0)
 
     def describe(self) -> ModelOrigin:
         if self.random_init:

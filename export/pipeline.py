@@ -18,7 +18,7 @@ import torch
 from export.calibrate import fit_votes
 from export.corpus import feature_row
 from export.manifest import build_manifest
-from export.model import ModelLoadError, ModelSource, for_export, load_model
+from export.model import PRETRAINED, ModelLoadError, ModelSource, for_export, load_model
 from export.onnx_export import export_fp32
 from export.quantize import CONV_CHOICES, QuantRecipe, quantize
 from export.synthetic import labelled_clips, speech_like
@@ -48,7 +48,7 @@ class SourceUnavailable(ExportError):
 @dataclass(frozen=True)
 class ExportOptions:
     out: Path
-    model: str = "facebook/wav2vec2-base"
+    model: str = PRETRAINED
     revision: str | None = None
     random_init: str | None = None
     seed: int = 0

@@ -68,12 +68,8 @@ class Manifest:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Manifest:
-        known = {f.name for f in fields(cls)}
-        return cls(
-            **{k: v for k, v in raw.items() if k in known and k not in ("graph", "source")},
-            graph=GraphInfo(**raw["graph"]),
-            source=_known(ModelOrigin, raw["source"]),
-        )
+        graph, source = GraphInfo(**raw["graph"]), _known(ModelOrigin, raw["source"])
+        return _known(cls, {**raw, "graph": graph, "source": source})
 
 
 @dataclass(frozen=True)
