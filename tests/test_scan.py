@@ -32,16 +32,19 @@ def test_scan_writes_the_json_routes_answer_per_file_and_resumes(
     rows = {Path(row["file"]).name: row for row in read_rows(out)}
     assert set(rows) == {"a.wav", "b.flac", "c.MP3", "broken.ogg"}
     assert rows["broken.ogg"] == {
-        "file": str(archive / "broken.ogg"),
+        "file": str((archive / "broken.ogg").resolve()),
         "status": "error",
         "message": "could not decode audio: send MP3, WAV, FLAC or OGG bytes",
+        "weights": "random-init",
     }
     for name in ("a.wav", "b.flac", "c.MP3"):
         row = dict(rows[name])
-        assert row.pop("file") == str(next(archive.rglob(name)))
+        assert row.pop("file") == str(next(archive.rglob(name)).resolve())
         assert row.pop("seconds") > 2
+        assert row.pop("weights") == "random-init"
         status, answer = post(client, payload(next(archive.rglob(name)).read_bytes()))
         assert status == 200
+        answer.pop("weights", None)  # the JSON route's answer may carry it too (issue #20)
         assert row == answer
     assert report.audio_seconds == pytest.approx(sum(r.get("seconds", 0) for r in rows.values()))
 
