@@ -184,6 +184,11 @@ def scan(options: ScanOptions, warn: Warn | None = None) -> ScanReport:
     warn = warn or _to_stderr
     file_options, weights = _check(options, warn)
     with _Output(options.out) as output:
+        if weights == "random-init":
+            warn(
+                f"RANDOM WEIGHTS: the graph in {file_text(options.artifacts)} was exported with "
+                '--random-init; its verdicts are not meaningful (every line says "weights": "random-init")'
+            )
         before = [_slim(row) for row in output.rows]
         if output.damaged:
             warn(
@@ -258,11 +263,6 @@ def _check(options: ScanOptions, warn: Warn) -> tuple[FileOptions, str]:
         raise ScanError(f"--language: {exc.message}") from None
     except ArtifactsError as exc:
         raise ScanError(_artifacts_help(options.artifacts, exc)) from None
-    if manifest.source.random_weights:
-        warn(
-            f"RANDOM WEIGHTS: the graph in {file_text(options.artifacts)} was exported with --random-init; "
-            'its verdicts are not meaningful (every line says "weights": "random-init")'
-        )
     return FileOptions(language, options.window_seconds, options.max_seconds), manifest.source.kind
 
 
@@ -291,7 +291,8 @@ class _Output:
             self._out.parent.mkdir(parents=True, exist_ok=True)
             handle = self._handle = self._out.open("a+b")
         except OSError as exc:
-            raise ScanError(f"cannot write --out {file_text(self._out)}: {exc.strerror or exc}") from None
+            reason = "part of its folder is a file" if isinstance(exc, FileExistsError) else exc.strerror
+            raise ScanError(f"cannot write --out {file_text(self._out)}: {reason or exc}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
