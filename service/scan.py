@@ -182,19 +182,10 @@ class Scanner:
 
 def scan(options: ScanOptions, warn: Warn | None = None) -> ScanReport:
     warn = warn or _to_stderr
-    file_options, weights = _check(options, warn)
+    file_options, weights = _check(options)
     with _Output(options.out) as output:
-        if weights == "random-init":
-            warn(
-                f"RANDOM WEIGHTS: the graph in {file_text(options.artifacts)} was exported with "
-                '--random-init; its verdicts are not meaningful (every line says "weights": "random-init")'
-            )
+        _warn_before(options, weights, output.damaged, warn)
         before = [_slim(row) for row in output.rows]
-        if output.damaged:
-            warn(
-                f"{file_text(options.out)}: skipped {output.damaged} damaged line(s) (not UTF-8, not a "
-                "row, or wrong field types); files with no other line are scanned again"
-            )
         done = {_key(row["file"]) for row in before}
         todo = [path for path in find_audio(options.paths) if file_text(path) not in done]
         started = time.perf_counter()
@@ -209,6 +200,19 @@ def scan(options: ScanOptions, warn: Warn | None = None) -> ScanReport:
     wall = time.perf_counter() - started
     audio = sum(float(row.get("seconds") or 0) for row in new_rows)
     return ScanReport(len(todo), len(done), audio, wall, tuple(before + new_rows), output.damaged)
+
+
+def _warn_before(options: ScanOptions, weights: str, damaged: int, warn: Warn) -> None:
+    if weights == "random-init":
+        warn(
+            f"RANDOM WEIGHTS: the graph in {file_text(options.artifacts)} was exported with "
+            '--random-init; its verdicts are not meaningful (every line says "weights": "random-init")'
+        )
+    if damaged:
+        warn(
+            f"{file_text(options.out)}: skipped {damaged} damaged line(s) (not UTF-8, not a row, or "
+            "wrong field types); files with no other line are scanned again"
+        )
 
 
 def read_rows(out: Path) -> list[dict[str, Any]]:
@@ -237,7 +241,7 @@ def _slim(row: dict[str, Any]) -> dict[str, Any]:
     return {key: row[key] for key in SUMMARY_FIELDS if key in row}
 
 
-def _check(options: ScanOptions, warn: Warn) -> tuple[FileOptions, str]:
+def _check(options: ScanOptions) -> tuple[FileOptions, str]:
     """Every argument, before any work (a ScanError says what is allowed); the file options and
     where the weights came from."""
     if options.out.suffix not in OUT_SUFFIXES:
