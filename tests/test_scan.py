@@ -164,6 +164,26 @@ def test_resume_skips_damaged_and_wrongly_typed_lines_with_a_warning(
     assert len(read_rows(out)) == 2
 
 
+def test_a_line_of_the_wrong_type_is_skipped_not_a_crash(short_clips: Path, tmp_path: Path) -> None:
+    """Issue #19 (10): JSON of the right shape with a field of the wrong type."""
+    out = tmp_path / "r.jsonl"
+    plain = str((short_clips / "plain.wav").resolve())
+    out.write_text(
+        json.dumps({"file": [plain], "status": "success"})
+        + "\n"
+        + json.dumps({"file": plain, "status": "error", "message": 3})
+        + "\n"
+        + json.dumps({"file": plain, "status": "error", "message": "could not decode audio"})
+        + "\n"
+    )
+    assert [row["message"] for row in read_rows(out)] == ["could not decode audio"]
+    csv_out = tmp_path / "r.csv"
+    csv_out.write_text(
+        "file,status,classification,confidenceScore,seconds\n" + f"{plain},success,HUMAN,high,2\n"
+    )
+    assert read_rows(csv_out) == []
+
+
 def test_a_second_scan_onto_the_same_out_is_refused(
     short_clips: Path, tiny_artifacts: Path, tmp_path: Path
 ) -> None:
