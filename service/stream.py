@@ -43,8 +43,19 @@ MAX_TEXT_BYTES = 4096
 WALL_TIME_FACTOR = 2.0  # a stream may take twice its audio's length in wall time (queueing, jitter)
 
 NORMAL, POLICY, UNSUPPORTED, TOO_BIG, INTERNAL, TRY_AGAIN = 1000, 1008, 1003, 1009, 1011, 1013
-INVALID_TEXT, RESTARTING = 1007, 1012  # sent by the server's WebSocket layer (service/server.py, uvicorn)
-SERVER_CODES = (NORMAL, UNSUPPORTED, INVALID_TEXT, POLICY, TOO_BIG, INTERNAL, RESTARTING, TRY_AGAIN)
+# sent by the server's WebSocket layer (service/server.py, uvicorn, websockets)
+PROTOCOL_ERROR, INVALID_TEXT, RESTARTING = 1002, 1007, 1012
+SERVER_CODES = (
+    NORMAL,
+    PROTOCOL_ERROR,
+    UNSUPPORTED,
+    INVALID_TEXT,
+    POLICY,
+    TOO_BIG,
+    INTERNAL,
+    RESTARTING,
+    TRY_AGAIN,
+)
 KEY_PLACES = "x-api-key header, or apiKey in the start message"
 ROUTE = "/api/voice-detection/stream"
 CLOSE_FOR_STATUS = {400: UNSUPPORTED, 401: POLICY, 413: TOO_BIG, 429: TRY_AGAIN, 503: TRY_AGAIN}

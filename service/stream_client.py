@@ -23,7 +23,7 @@ import soundfile as sf
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from service.audio import CONTAINERS, SAMPLE_RATE, decode_audio
+from service.audio import _BLOCK_FRAMES, CONTAINERS, SAMPLE_RATE, decode_audio
 from service.errors import AudioError
 from service.settings import SettingsError, key_file, read_key_file
 from service.stream import ENCODINGS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ROUTE
@@ -108,8 +108,12 @@ def load_samples(path: Path) -> tuple[np.ndarray, int]:
                 raise ClientFailure(f"{path} {NOT_AUDIO}")
             rate = stream.samplerate
             if MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-                blocks = stream.read(dtype="float32", always_2d=True)
-                return np.ascontiguousarray(blocks.mean(axis=1), dtype=np.float32), rate
+                # in the service's blocks: libsndfile's MP3 decoder gives slightly different
+                # samples after some read boundaries, so the read size is part of the decoding
+                blocks = []
+                while len(block := stream.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)):
+                    blocks.append(block.mean(axis=1))
+                return np.concatenate([*blocks, np.zeros(0, np.float32)]).astype(np.float32), rate
         return decode_audio(data), SAMPLE_RATE
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError):
         raise ClientFailure(f"{path} {NOT_AUDIO}") from None

@@ -1,22 +1,22 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from service.detector import analysis_windows
 from service.settings import Settings, SettingsError
 from service.stream import WindowAssembler
+from service.stream_client import load_samples
 from tests.conftest import API_KEY, encode, make_client, payload, post, serving, speech
 
 ROUTE = "/api/voice-detection/stream"
@@ -317,11 +317,14 @@ def test_streams_are_logged_and_counted_like_requests(
         assert series in metrics.splitlines(), series
 
 
-def test_float_samples_give_the_json_routes_answer_for_a_float_file(client: TestClient) -> None:
-    """pcm_f32le carries a file's decoded samples exactly: an MP3 streamed as its float samples
-    gets the JSON route's answer for the MP3 itself (16-bit PCM would round them)."""
+def test_float_samples_give_the_json_routes_answer_for_a_float_file(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """pcm_f32le carries a file's decoded samples exactly: an MP3 streamed as the samples the
+    client decodes gets the JSON route's answer for the MP3 itself (16-bit PCM would round them)."""
     mp3 = encode(speech(10.0, seed=9), 22_050, "MP3")  # 7.3 s at 22.05 kHz
-    samples, rate = sf.read(io.BytesIO(mp3), dtype="float32")
+    (tmp_path / "call.mp3").write_bytes(mp3)
+    samples, rate = load_samples(tmp_path / "call.mp3")
     with client.websocket_connect(ROUTE, headers=HEADERS) as ws:
         ws.send_text(start(rate, encoding="pcm_f32le"))
         for frame in frames(samples.astype("<f4").tobytes(), 4_001):  # samples split across frames
