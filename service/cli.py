@@ -155,9 +155,9 @@ def _stream(args: argparse.Namespace) -> int:
     if args.speed < 0 or not 1.0 <= args.frame_ms <= 500.0:
         print("voicecheck stream: --speed must be >= 0 and --frame-ms 1-500", file=sys.stderr)
         return 2
-    quiet_decoder_notes()
     try:
         url, key = stream_url(args.url, os.environ), client_key(args.key, os.environ)
+        quiet_decoder_notes()  # C-level stderr from here on passes a filter thread (service/audio.py)
         pcm, rate = load_pcm(args.file)
     except (ClientFailure, OSError) as exc:
         print(f"voicecheck stream: {_one_line(exc)}", file=sys.stderr)

@@ -203,6 +203,9 @@ def server_config(app: Any, settings: Settings) -> uvicorn.Config:
         ws=StrictWebSocketProtocol,
         ws_per_message_deflate=False,
         ws_max_size=max(settings.stream_max_frame_bytes, MAX_WS_TEXT_BYTES),
+        # no pings: a fast sender's pong waits behind its queued frames while windows are analysed
+        # (closed 1011 on a busy machine); STREAM_IDLE_SECONDS ends a client that went silent
+        ws_ping_interval=None,
         # in flight at SIGTERM: an analysis ends by its deadline, an upload is answered at once
         timeout_graceful_shutdown=int(settings.deadline_seconds) + 10,
     )
