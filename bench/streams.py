@@ -125,6 +125,16 @@ async def close_code_of(url: str, send: Any, text: bool) -> tuple[str, float]:
     return f"close {ws.close_code}", time.perf_counter() - started
 
 
+def settle(http_url: str, seconds: float = 120.0) -> None:
+    """Wait until no window or request of an earlier case is queued or analysed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        lines = httpx.get(f"{http_url}/metrics", timeout=10).text.splitlines()
+        if "voicecheck_queued 0" in lines:
+            return
+        time.sleep(0.2)
+
+
 def parity(url: str, http_url: str, folder: Path) -> dict[str, Any]:
     """Confidence of the JSON route and of the stream (float and 16-bit samples) for one MP3."""
     parts = [speech_like(10.0, seed, seed % 2 == 0) * (0.05 if seed % 3 == 0 else 1.0) for seed in range(12)]
@@ -175,6 +185,7 @@ def main() -> int:
             "5 a text frame that is not UTF-8": lambda: close_code_of(url, b"\xff\xfe{", True),
         }
         for name, run in cases.items():
+            settle(server.url)
             answer, seconds = asyncio.run(run())
             peak = memory_kb(server.process.pid, "VmHWM") / 1024
             results[name] = {"answer": answer, "seconds": round(seconds, 2), "peak_rss_mb": round(peak, 1)}

@@ -155,8 +155,15 @@ async def play(
 async def _connect(url: str, headers: dict[str, str]) -> ClientConnection:
     """The open connection, or a ClientFailure that says why not and what to do."""
     try:
+        # no pings: the server reads the next frame only once the current window is analysed, so a
+        # ping sent far ahead of real time waits behind the frames and would time out the stream
         return await connect(
-            url, additional_headers=headers, compression=None, max_size=1 << 20, open_timeout=CONNECT_SECONDS
+            url,
+            additional_headers=headers,
+            compression=None,
+            max_size=1 << 20,
+            open_timeout=CONNECT_SECONDS,
+            ping_interval=None,
         )
     except InvalidURI:
         raise ClientFailure(f"{url} is not a WebSocket URL: pass --url ws://HOST:PORT") from None
