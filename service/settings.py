@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -90,6 +90,10 @@ class Settings:
             ),
             stream_max_open=_int(env, "STREAM_MAX_OPEN", defaults.stream_max_open, 1, 1000),
         )
+        if not env.get("STREAM_MAX_OPEN"):  # the default leaves half the connections to HTTP
+            settings = replace(
+                settings, stream_max_open=min(settings.stream_max_open, settings.max_connections // 2)
+            )
         if settings.min_audio_seconds >= settings.max_audio_seconds:
             raise SettingsError("MIN_AUDIO_SECONDS must be below MAX_AUDIO_SECONDS")
         if settings.stream_max_open >= settings.max_connections:

@@ -271,6 +271,8 @@ def test_streams_beyond_stream_max_open_are_told_to_retry(settings: Settings) ->
 
 def test_stream_max_open_must_leave_connections_for_http() -> None:
     assert Settings.from_env({"API_KEY": "k", "STREAM_MAX_OPEN": "3"}).stream_max_open == 3
+    assert Settings.from_env({"API_KEY": "k"}).stream_max_open == 16
+    assert Settings.from_env({"API_KEY": "k", "MAX_CONNECTIONS": "10"}).stream_max_open == 5
     with pytest.raises(SettingsError, match="STREAM_MAX_OPEN must be below MAX_CONNECTIONS"):
         Settings.from_env({"API_KEY": "k", "STREAM_MAX_OPEN": "64", "MAX_CONNECTIONS": "64"})
 
