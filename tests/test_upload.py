@@ -171,7 +171,7 @@ def test_stalled_near_limit_uploads_lock_no_one_out(server: LiveServer) -> None:
             timeout=30,
         )
         assert answered.status_code == 200, answered.text
-        assert time.monotonic() - started < 5  # the stalled uploads' allowance is 10 s + 16 s
+        assert time.monotonic() - started < 10  # the stalled uploads may stay for 10 s + 16 s
         uploaded = httpx.post(
             f"{server.url}{ROUTE}",
             content=multipart(SAMPLE),
