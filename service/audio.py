@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -38,15 +39,19 @@ class AudioLimits:
     corrupt_peak: float = 16.0  # +24 dBFS: no real decoder overshoots this far; corrupt streams do
 
 
-def decode_audio(data: bytes, limits: AudioLimits | None = None) -> np.ndarray:
-    """Return the clip as float32 mono at 16 kHz; raise AudioError for anything unusable."""
+def decode_audio(data: bytes | BinaryIO, limits: AudioLimits | None = None) -> np.ndarray:
+    """Return the clip (its bytes, or a file open at its start, read in blocks) as float32 mono at
+    16 kHz; raise AudioError for anything unusable."""
     limits = limits or AudioLimits()
-    if not data:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data  # BytesIO shares the bytes
+    head = source.read(max(len(magic) for magic in CONTAINER_MAGIC))
+    source.seek(0)
+    if not head:
         raise AudioError("audio is empty")
-    if not data.startswith(CONTAINER_MAGIC) and not _mpeg_audio(data):
+    if not head.startswith(CONTAINER_MAGIC) and not _mpeg_audio(head):
         raise AudioError(NOT_ALLOWED)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as stream:
+        with sf.SoundFile(source) as stream:
             if stream.format not in CONTAINERS:
                 raise AudioError(NOT_ALLOWED)
             _check_header(stream, limits)
