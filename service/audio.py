@@ -18,8 +18,8 @@ from service.errors import AudioError
 SAMPLE_RATE = 16_000
 _BLOCK_FRAMES = 1 << 16
 # libsndfile's MP3 decoder (libmpg123) writes resync notes to file descriptor 2 when a read ends
-# mid-frame, with no way to turn them off; the decoded samples are unaffected.
-DECODER_NOTE = b"[src/libmpg123/"
+# mid-frame or meets bytes that are not MPEG audio, with no way to turn them off.
+DECODER_NOTES = (b"[src/libmpg123/", b"Note: ")
 NOT_ALLOWED = "could not decode audio: send MP3, WAV, FLAC or OGG bytes"
 AUDIO_ERRORS = {400: "unusable audio: not MP3, WAV, FLAC or OGG, corrupt, too long, too short or silent"}
 # The contract's containers, by libsndfile's name, and how their files begin: anything else is
@@ -137,5 +137,5 @@ def quiet_decoder_notes() -> None:
 def _forward_all_but_notes(read_end: int, destination: int) -> None:
     with os.fdopen(read_end, "rb") as pipe:
         for line in pipe:
-            if not line.startswith(DECODER_NOTE):
+            if not line.startswith(DECODER_NOTES):
                 os.write(destination, line)
