@@ -19,8 +19,8 @@ from service.errors import AudioError
 SAMPLE_RATE = 16_000
 _BLOCK_FRAMES = 1 << 16
 # libsndfile's MP3 decoder (libmpg123) writes resync notes to file descriptor 2 when a read ends
-# mid-frame, with no way to turn them off; the decoded samples are unaffected.
-DECODER_NOTE = b"[src/libmpg123/"
+# mid-frame or meets bytes that are not MPEG audio, with no way to turn them off.
+DECODER_NOTES = (b"[src/libmpg123/", b"Note: ")
 NOT_ALLOWED = "could not decode audio: send MP3, WAV, FLAC or OGG bytes"
 AUDIO_ERRORS = {400: "unusable audio: not MP3, WAV, FLAC or OGG, corrupt, too long, too short or silent"}
 # The contract's containers, by libsndfile's name, and how their files begin: anything else is
@@ -40,12 +40,15 @@ class AudioLimits:
     corrupt_peak: float = 16.0  # +24 dBFS: no real decoder overshoots this far; corrupt streams do
 
 
-def decode_audio(data: bytes, limits: AudioLimits | None = None) -> np.ndarray:
-    """Return the clip as float32 mono at 16 kHz; raise AudioError for anything unusable."""
+def decode_audio(data: bytes | BinaryIO, limits: AudioLimits | None = None) -> np.ndarray:
+    """Return the clip (its bytes, or a file open at its start, read in blocks) as float32 mono at
+    16 kHz; raise AudioError for anything unusable."""
     limits = limits or AudioLimits()
-    if not data:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data  # BytesIO shares the bytes
+    if not source.read(1):
         raise AudioError("audio is empty")
-    waveform = np.concatenate([*resampled_blocks(io.BytesIO(data), limits), np.zeros(0, np.float32)])
+    source.seek(0)
+    waveform = np.concatenate([*resampled_blocks(source, limits), np.zeros(0, np.float32)])
     _check_content(waveform, limits)
     return waveform
 
@@ -53,8 +56,8 @@ def decode_audio(data: bytes, limits: AudioLimits | None = None) -> np.ndarray:
 def resampled_blocks(source: BinaryIO, limits: AudioLimits) -> Iterator[np.ndarray]:
     """The audio in ``source`` (bytes in memory or a file on disk) as 16 kHz mono float32 blocks,
     decoded as they are read: memory stays that of one block whatever the length. Raises AudioError
-    for anything unusable found on the way; the caller checks the whole (``check_audible``)."""
-    head = source.read(len(max(CONTAINER_MAGIC, key=len)))
+    for anything unusable found on the way; the caller checks the whole (``check_decoded``)."""
+    head = source.read(max(len(magic) for magic in CONTAINER_MAGIC))
     source.seek(0)
     if not head.startswith(CONTAINER_MAGIC) and not _mpeg_audio(head):
         raise AudioError(NOT_ALLOWED)
@@ -145,5 +148,5 @@ def quiet_decoder_notes() -> None:
 def _forward_all_but_notes(read_end: int, destination: int) -> None:
     with os.fdopen(read_end, "rb") as pipe:
         for line in pipe:
-            if not line.startswith(DECODER_NOTE):
+            if not line.startswith(DECODER_NOTES):
                 os.write(destination, line)

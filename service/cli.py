@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 Options = TypeVar("Options", bound="DataclassInstance")
-DEFAULT_STREAM_URL = "ws://127.0.0.1:8000/api/voice-detection/stream"
 # Subcommands whose own parsers (and --help) live in export/; they need the [export] extra for export.
 DELEGATED = {
     "export": ("export.__main__", "export the INT8 graph, manifest and provisional votes"),
@@ -76,18 +75,30 @@ def _add_stream(commands: Any) -> None:
     stream = commands.add_parser(
         "stream",
         help="play a file to the live-stream route and print its segments",
-        description="Send FILE as 16-bit PCM frames to the WebSocket route in real time (or faster).",
+        description="Send FILE's decoded samples to the WebSocket route in real time (or faster). "
+        "With no flags it finds the service scripts/serve starts: the key from API_KEY or the key "
+        "file, the port from PORT.",
     )
     stream.add_argument("file", type=Path, metavar="FILE", help="an MP3, WAV, FLAC or OGG file")
     stream.add_argument(
-        "--url", default=DEFAULT_STREAM_URL, help=f"WebSocket URL (default {DEFAULT_STREAM_URL})"
+        "--url",
+        default=None,
+        help="the service: ws://, wss://, http:// or https:// URL, or HOST:PORT "
+        "(default ws://127.0.0.1:$PORT, PORT defaulting to 8000)",
     )
-    stream.add_argument("--key", default=os.environ.get("API_KEY"), help="API key (default: $API_KEY)")
+    stream.add_argument(
+        "--key",
+        default=None,
+        help="API key (default: $API_KEY, else the key file scripts/serve writes: $API_KEY_FILE "
+        "or ~/.config/voicecheck/api-key)",
+    )
     stream.add_argument("--language", default="English")
     stream.add_argument(
         "--speed", type=float, default=1.0, help="1 = real time, 4 = four times faster, 0 = no pause"
     )
-    stream.add_argument("--frame-ms", type=float, default=100.0, help="audio per frame (default 100 ms)")
+    stream.add_argument(
+        "--frame-ms", type=float, default=100.0, help="audio per frame, 1-500 (default 100 ms)"
+    )
     stream.add_argument("--key-in-message", action="store_true", help="send the key in the start message")
     stream.add_argument("--json", action="store_true", help="print every message as JSON")
 
@@ -149,24 +160,32 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from service.stream_client import StreamOptions, load_pcm, play
+    from service.audio import quiet_decoder_notes
+    from service.stream_client import ClientFailure, StreamOptions, client_key, load_pcm, play, stream_url
 
-    if not args.key:
-        print("voicecheck stream: pass --key or set API_KEY", file=sys.stderr)
-        return 2
-    if args.speed < 0 or not 1.0 <= args.frame_ms <= 1000.0:
-        print("voicecheck stream: --speed must be >= 0 and --frame-ms 1-1000", file=sys.stderr)
+    if args.speed < 0 or not 1.0 <= args.frame_ms <= 500.0:
+        print("voicecheck stream: --speed must be >= 0 and --frame-ms 1-500", file=sys.stderr)
         return 2
     try:
+        url, key = stream_url(args.url, os.environ), client_key(args.key, os.environ)
+        quiet_decoder_notes()  # C-level stderr from here on passes a filter thread (service/audio.py)
         pcm, rate = load_pcm(args.file)
-    except (OSError, RuntimeError, ValueError) as exc:
-        print(f"voicecheck stream: cannot read {args.file}: {exc}", file=sys.stderr)
+    except (ClientFailure, OSError) as exc:
+        print(f"voicecheck stream: {_one_line(exc)}", file=sys.stderr)
         return 2
-    options = StreamOptions(
-        args.url, args.key, args.language, args.speed, args.frame_ms / 1000.0, args.key_in_message
-    )
-    result = asyncio.run(play(pcm, rate, options, _printer(args.json)))
+    options = StreamOptions(url, key, args.language, args.speed, args.frame_ms / 1000.0, args.key_in_message)
+    try:
+        result = asyncio.run(play(pcm, rate, options, _printer(args.json)))
+    except ClientFailure as exc:
+        print(f"voicecheck stream: {exc}", file=sys.stderr)
+        return 1
     return 0 if result.summary is not None else 1
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
 
 
 def _printer(raw: bool) -> Callable[[dict[str, Any]], None]:

@@ -35,7 +35,9 @@ API_KEY = "test-key-123"
 def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real export of the tiny random-init architecture, shared by the whole session."""
     out = tmp_path_factory.mktemp("artifacts")
-    run_export(ExportOptions(out=out, random_init="tiny", threads=1))
+    # the floor is for real weights: a random tiny graph's INT8 fidelity moves with the installed
+    # torch and onnxruntime (0.9749 with torch 2.13, onnxruntime 1.32), and these tests need a graph
+    run_export(ExportOptions(out=out, random_init="tiny", threads=1, min_frame_cosine=0.95))
     return out
 
 

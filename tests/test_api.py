@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -229,7 +230,7 @@ def test_overload_is_503_with_retry_after(settings: Settings) -> None:
         gate, entered = threading.Event(), threading.Event()
         results: list[int] = []
 
-        def slow(audio: bytes, deadline: float | None = None) -> Detection:
+        def slow(audio: bytes | BinaryIO, deadline: float | None = None) -> Detection:
             entered.set()
             gate.wait(10)
             return original(audio, deadline)
@@ -274,7 +275,7 @@ def test_not_ready_is_503(settings: Settings) -> None:
 def test_internal_error_is_500_without_internals(settings: Settings) -> None:
     with serving(settings) as (client, runtime):
 
-        def broken(audio: bytes, deadline: float | None = None) -> Detection:
+        def broken(audio: bytes | BinaryIO, deadline: float | None = None) -> Detection:
             raise RuntimeError("secret path /opt/internal/thing")
 
         runtime.analyse = broken  # type: ignore[method-assign]
