@@ -6,6 +6,7 @@ import io
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -44,10 +45,20 @@ def decode_audio(data: bytes | BinaryIO, limits: AudioLimits | None = None) -> n
     16 kHz; raise AudioError for anything unusable."""
     limits = limits or AudioLimits()
     source = io.BytesIO(data) if isinstance(data, bytes) else data  # BytesIO shares the bytes
+    if not source.read(1):
+        raise AudioError("audio is empty")
+    source.seek(0)
+    waveform = np.concatenate([*resampled_blocks(source, limits), np.zeros(0, np.float32)])
+    _check_content(waveform, limits)
+    return waveform
+
+
+def resampled_blocks(source: BinaryIO, limits: AudioLimits) -> Iterator[np.ndarray]:
+    """The audio in ``source`` (bytes in memory or a file on disk) as 16 kHz mono float32 blocks,
+    decoded as they are read: memory stays that of one block whatever the length. Raises AudioError
+    for anything unusable found on the way; the caller checks the whole (``check_decoded``)."""
     head = source.read(max(len(magic) for magic in CONTAINER_MAGIC))
     source.seek(0)
-    if not head:
-        raise AudioError("audio is empty")
     if not head.startswith(CONTAINER_MAGIC) and not _mpeg_audio(head):
         raise AudioError(NOT_ALLOWED)
     try:
@@ -55,11 +66,9 @@ def decode_audio(data: bytes | BinaryIO, limits: AudioLimits | None = None) -> n
             if stream.format not in CONTAINERS:
                 raise AudioError(NOT_ALLOWED)
             _check_header(stream, limits)
-            waveform = _read_resampled(stream, limits)
+            yield from _read_resampled(stream, limits)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
         raise AudioError(NOT_ALLOWED) from exc
-    _check_content(waveform, limits)
-    return waveform
 
 
 def _mpeg_audio(data: bytes) -> bool:
@@ -83,10 +92,9 @@ def _check_header(stream: sf.SoundFile, limits: AudioLimits) -> None:
         raise _too_long(limits)
 
 
-def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> np.ndarray:
+def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> Iterator[np.ndarray]:
     resampler = soxr.ResampleStream(stream.samplerate, SAMPLE_RATE, 1, dtype="float32")
     max_samples = int((limits.max_seconds + 1.0) * SAMPLE_RATE)
-    chunks: list[np.ndarray] = []
     total = 0
     # read() rather than blocks(): blocks() trusts the header's frame count and pads a truncated
     # stream with whatever its buffer held.
@@ -97,14 +105,17 @@ def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> np.ndarray:
         total += len(chunk)
         if total > max_samples:
             raise _too_long(limits)
-        chunks.append(chunk)
-    chunks.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+        yield chunk
+    yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
 
 def _check_content(waveform: np.ndarray, limits: AudioLimits) -> None:
-    seconds = len(waveform) / SAMPLE_RATE
-    check_audible(seconds, float(np.max(np.abs(waveform - waveform.mean()))), limits)
+    check_decoded(len(waveform) / SAMPLE_RATE, float(np.max(np.abs(waveform - waveform.mean()))), limits)
+
+
+def check_decoded(seconds: float, swing: float, limits: AudioLimits) -> None:
+    """A whole decoded clip: audible (``check_audible``) and within the length limit."""
+    check_audible(seconds, swing, limits)
     if seconds > limits.max_seconds:
         raise _too_long(limits)
 

@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from service.settings import DEFAULT_WINDOW_SECONDS
+from service.settings import DEFAULT_WINDOW_SECONDS, artifacts_dir
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -47,18 +47,26 @@ def _add_scan(commands: Any) -> None:
         "scan",
         help="classify files and folders in-process, one line per file",
         description="Run the detector on audio files and folders (recursively: .mp3 .wav .flac .ogg). "
-        "Resumable: files already in --out are skipped.",
+        "Resumable: files already in --out (by resolved path) are skipped; one scan at a time "
+        "per --out. Lines carry the JSON route's fields plus file, seconds and weights.",
     )
     scan.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files or folders")
     scan.add_argument("--out", type=Path, required=True, help="results.jsonl or results.csv (appended to)")
     scan.add_argument("--workers", type=int, default=1, help="worker processes, one session each (default 1)")
-    scan.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with model.onnx")
+    scan.add_argument(
+        "--artifacts",
+        type=Path,
+        default=artifacts_dir(),
+        help="folder with model.onnx (default: $ARTIFACTS_DIR, else ./artifacts)",
+    )
     scan.add_argument("--language", default="English", help="language reported on each line")
     scan.add_argument(
         "--threads", type=int, default=0, help="onnxruntime threads per worker (0: cores/workers)"
     )
-    scan.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
-    scan.add_argument("--max-seconds", type=float, default=3600.0, help="longest file analysed")
+    scan.add_argument(
+        "--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS, help="analysis window (2-30)"
+    )
+    scan.add_argument("--max-seconds", type=float, default=3600.0, help="longest file analysed (1-3600)")
     scan.add_argument("--labels", type=Path, default=None, help="a labels.csv: also print evaluation metrics")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -145,6 +153,9 @@ def _scan(args: argparse.Namespace) -> int:
     except (ScanError, ValueError) as exc:
         print(f"voicecheck scan: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nvoicecheck scan: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0
 
 

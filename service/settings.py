@@ -55,7 +55,7 @@ class Settings:
         defaults = cls(api_key=key)
         settings = cls(
             api_key=key,
-            artifacts_dir=Path(env.get("ARTIFACTS_DIR", str(defaults.artifacts_dir))),
+            artifacts_dir=artifacts_dir(env),
             host=env.get("HOST", defaults.host),
             port=_int(env, "PORT", defaults.port, 1, 65535),
             threads=_int(env, "THREADS", defaults.threads, 1, 64),
@@ -102,6 +102,12 @@ class Settings:
                 "and the HTTP routes need some"
             )
         return settings
+
+
+def artifacts_dir(env: Mapping[str, str] | None = None) -> Path:
+    """ARTIFACTS_DIR, else ./artifacts: the service's graph, and ``voicecheck scan``'s default."""
+    env = os.environ if env is None else env
+    return Path(env.get("ARTIFACTS_DIR") or "artifacts")
 
 
 def _api_key(env: Mapping[str, str]) -> str:

@@ -156,11 +156,11 @@ class WindowAssembler:
         else:
             raise AudioError("audio is corrupt: it holds samples far beyond full scale")
         self.input_samples += len(pcm)
-        return self._add(self._resampler.resample_chunk(pcm))
+        return self.add(self._resampler.resample_chunk(pcm))
 
     def finish(self) -> tuple[list[tuple[int, np.ndarray]], int]:
         """The windows still to analyse, and the stream's length in 16 kHz samples."""
-        windows = self._add(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        windows = self.add(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
         total = self.start + self._buffered
         last_start, last_end = analysis_windows(total, self.window_seconds)[-1]
         if self._buffered and last_start == self.start and last_end == total:
@@ -168,7 +168,8 @@ class WindowAssembler:
         self._parts, self._buffered = [], 0
         return windows, total
 
-    def _add(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    def add(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """16 kHz samples already resampled (a file's, decoded by ``audio.resampled_blocks``)."""
         if not len(chunk):
             return []
         self._sum += float(np.sum(chunk, dtype=np.float64))
