@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from service.audio import AUDIO_ERRORS
 from service.contract import (
+    KEY_HELP,
     REQUEST_ERRORS,
     DetectionRequest,
     check_api_key,
@@ -71,7 +72,7 @@ async def detect_with(request: Request, media_type: str, parse: BodyParser) -> R
     deadline = time.monotonic() + request.state.runtime.settings.deadline_seconds
     runtime = _ready_runtime(request)
     settings = runtime.settings
-    check_api_key(request.headers.get("x-api-key"), settings.api_key)
+    check_api_key(request.headers.get("x-api-key"), settings.api_key, KEY_HELP)
     runtime.rate_limit.take(settings.api_key)
     _check_content_type(request, media_type)
     runtime.limiter.refuse_if_full()  # before reading a body that could not be served
@@ -81,7 +82,7 @@ async def detect_with(request: Request, media_type: str, parse: BodyParser) -> R
         del body
     async with runtime.limiter.admit(), runtime.limiter.slot(deadline):
         detection = await run_in_threadpool(runtime.analyse, parsed.audio, deadline)
-    return JSONResponse(success_body(parsed.language, detection))
+    return JSONResponse(success_body(parsed.language, detection, runtime.weights))
 
 
 @documented(Operation("Readiness and model provenance", answers={200: "ready", 503: "not ready"}))

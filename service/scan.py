@@ -173,7 +173,11 @@ def _scan_one(job: tuple[str, str]) -> dict[str, Any]:
         return {"file": path, **error_body(exc.message)}
     except OSError as exc:
         return {"file": path, **error_body(f"could not read the file: {exc.strerror or exc}")}
-    return {"file": path, **success_body(language, detection), "seconds": round(detection.seconds, 3)}
+    return {
+        "file": path,
+        **success_body(language, detection, _RUNTIME.weights),
+        "seconds": round(detection.seconds, 3),
+    }
 
 
 class _Writer:
