@@ -10,8 +10,9 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from service import apidocs
 from service.audio import AUDIO_ERRORS
 from service.contract import (
     KEY_HELP,
@@ -132,8 +133,34 @@ async def metrics(request: Request) -> Response:
 
 @documented(Operation("This document", answers={200: "OpenAPI 3.0"}))
 async def openapi(request: Request) -> Response:
+    return JSONResponse(_openapi_document(request))
+
+
+@documented(Operation("This document as an HTML page", answers={200: "text/html"}))
+async def docs(request: Request) -> Response:
+    return HTMLResponse(apidocs.render(_openapi_document(request)))
+
+
+def _openapi_document(request: Request) -> dict[str, Any]:
     runtime: Runtime = request.state.runtime
-    return JSONResponse(openapi_document(request.app.routes, runtime.settings.languages))
+    return openapi_document(request.app.routes, runtime.settings.languages)
+
+
+@documented(Operation("Where to start: the routes and their documentation", answers={200: "links"}))
+async def index(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    return JSONResponse(
+        {
+            "service": "voicecheck: is this voice AI-generated or human?",
+            "detect": "POST /api/voice-detection (JSON, x-api-key header), "
+            "POST /api/voice-detection/file (multipart), WebSocket /api/voice-detection/stream",
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "health": "/health",
+            "readme": "README.md at the root of the voicecheck source: contract, settings, limits",
+            "weights": runtime.weights,
+        }
+    )
 
 
 async def read_body(request: Request, settings: Settings, take: Callable[[int], None]) -> bytearray:
