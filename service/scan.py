@@ -39,6 +39,7 @@ CSV_COLUMNS = (
     "explanation",
     "votes",
     "segments",
+    "weights",
     "seconds",
     "message",
 )
