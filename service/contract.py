@@ -21,7 +21,7 @@ REQUEST_ERRORS = {
 }
 KEY_HELP = (
     "send it in the x-api-key header: the service's key is its API_KEY, or the first line of its "
-    "API_KEY_FILE (scripts/serve prints it and keeps it in ~/.config/voicecheck/api-key)"
+    "API_KEY_FILE; scripts/serve prints it and keeps it in ~/.config/voicecheck/api-key"
 )
 
 
