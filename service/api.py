@@ -13,10 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from service import apidocs
 from service.audio import AUDIO_ERRORS
 from service.contract import (
+    KEY_HELP,
     REQUEST_ERRORS,
     DetectionRequest,
     check_api_key,
@@ -117,7 +119,7 @@ async def detect_with(request: Request, media_type: str, parse: BodyParser) -> R
     deadline = time.monotonic() + request.state.runtime.settings.deadline_seconds
     runtime = _ready_runtime(request)
     settings = runtime.settings
-    check_api_key(request.headers.get("x-api-key"), settings.api_key)
+    check_api_key(request.headers.get("x-api-key"), settings.api_key, KEY_HELP)
     runtime.rate_limit.take(settings.api_key)
     _check_content_type(request, media_type)
     runtime.limiter.refuse_if_full()  # before reading a body that could not be served
@@ -127,7 +129,7 @@ async def detect_with(request: Request, media_type: str, parse: BodyParser) -> R
         runtime.limiter.slot(deadline),
     ):
         detection = await run_in_threadpool(runtime.analyse, parsed.audio, deadline)
-    return JSONResponse(success_body(parsed.language, detection))
+    return JSONResponse(success_body(parsed.language, detection, runtime.weights))
 
 
 @documented(Operation("Readiness and model provenance", answers={200: "ready", 503: "not ready"}))
@@ -177,8 +179,34 @@ async def metrics(request: Request) -> Response:
 
 @documented(Operation("This document", answers={200: "OpenAPI 3.0"}))
 async def openapi(request: Request) -> Response:
+    return JSONResponse(_openapi_document(request))
+
+
+@documented(Operation("This document as an HTML page", answers={200: "text/html"}))
+async def docs(request: Request) -> Response:
+    return HTMLResponse(apidocs.render(_openapi_document(request)))
+
+
+def _openapi_document(request: Request) -> dict[str, Any]:
     runtime: Runtime = request.state.runtime
-    return JSONResponse(openapi_document(request.app.routes, runtime.settings.languages))
+    return openapi_document(request.app.routes, runtime.settings.languages)
+
+
+@documented(Operation("Where to start: the routes and their documentation", answers={200: "links"}))
+async def index(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    return JSONResponse(
+        {
+            "service": "voicecheck: is this voice AI-generated or human?",
+            "detect": "POST /api/voice-detection (JSON, x-api-key header), "
+            "POST /api/voice-detection/file (multipart), WebSocket /api/voice-detection/stream",
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "health": "/health",
+            "readme": "README.md at the root of the voicecheck source: contract, settings, limits",
+            "weights": runtime.weights,
+        }
+    )
 
 
 async def body_chunks(request: Request, settings: Settings) -> AsyncGenerator[bytes, None]:

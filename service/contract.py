@@ -18,7 +18,13 @@ REQUIRED_FIELDS = ("language", "audioFormat", "audioBase64")
 MAX_JSON_CONTAINERS = 16
 MAX_JSON_MEMBERS = 256
 WHITESPACE = re.compile(rb"[ \t\r\n]")
-REQUEST_ERRORS = {400: "missing or invalid field, unknown language or audioFormat, invalid base64"}
+REQUEST_ERRORS = {
+    400: "empty body, missing or invalid field, unknown language or audioFormat, invalid base64"
+}
+KEY_HELP = (
+    "send it in the x-api-key header: the service's key is its API_KEY, or the first line of its "
+    "API_KEY_FILE; scripts/serve prints it and keeps it in ~/.config/voicecheck/api-key"
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class DetectionRequest:
 def parse_request(body: bytes | bytearray, languages: tuple[str, ...]) -> DetectionRequest:
     """The request in ``body``. A body can be MAX_BODY_BYTES: each copy is let go of as soon as the
     next exists, so at most two are held at once (the text, then the base64 string)."""
+    if not body or body.isspace():
+        raise ClientError("body is empty: send a JSON object with " + ", ".join(REQUIRED_FIELDS))
     check_json_size(body)
     text = _json_text(body)
     del body
@@ -120,7 +128,9 @@ def _decode_base64(value: str) -> bytes:
         raise ClientError("audioBase64 is not valid base64") from None
 
 
-def success_body(language: str, detection: Detection) -> dict[str, Any]:
+def success_body(language: str, detection: Detection, weights: str) -> dict[str, Any]:
+    """The contract's answer, plus ``weights`` (an addition): the origin of the graph's weights,
+    "pretrained" or "random-init" (Runtime.weights, from the manifest)."""
     verdict = detection.verdict
     body: dict[str, Any] = {
         "status": "success",
@@ -129,6 +139,7 @@ def success_body(language: str, detection: Detection) -> dict[str, Any]:
         "confidenceScore": round(verdict.confidence, 4),
         "explanation": verdict.explanation(),
         "votes": [vote.as_dict() for vote in verdict.votes],
+        "weights": weights,
     }
     if len(detection.segments) > 1:
         body["segments"] = [

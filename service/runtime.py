@@ -42,6 +42,11 @@ class Runtime:
     def random_weights(self) -> bool:
         return self.manifest.source.random_weights
 
+    @property
+    def weights(self) -> str:
+        """ "pretrained" or "random-init": where the graph's weights came from, as every verdict says."""
+        return self.manifest.source.kind
+
     def analyse(self, audio: bytes | BinaryIO, deadline: float | None = None) -> Detection:
         """Blocking: decode (``audio``: bytes, or a file open at its start) and classify, wav2vec2
         within what ``deadline`` (time.monotonic()) leaves. Runs in the thread pool."""

@@ -146,7 +146,10 @@ class Scanner:
         except OSError as exc:
             body = error_body(f"could not read the file: {exc.strerror or exc}")
         else:
-            body = {**success_body(options.language, detection), "seconds": round(detection.seconds, 3)}
+            body = {
+                **success_body(options.language, detection, self.weights),
+                "seconds": round(detection.seconds, 3),
+            }
         return {"file": file_text(path), **body, "weights": self.weights}
 
     def analyse(self, path: str, options: FileOptions) -> Detection:
@@ -610,7 +613,10 @@ def label_metrics(report: ScanReport, labels: Path) -> dict[str, Any]:
     from export.metrics import report as metrics_report
 
     if labels.name != "labels.csv":
-        raise ScanError("--labels must be a labels.csv (columns path,label,group,language) next to its audio")
+        raise ScanError(
+            "--labels must be a labels.csv (columns path,label,group, optionally "
+            "language,family,channel) next to its audio"
+        )
     clips = {str(clip.path.resolve()): clip for clip in read_labels(labels.parent)}
     matched = [
         (clip, row)

@@ -255,7 +255,10 @@ async def _run(
     pieces, total = assembler.finish()
     check_audible(total / SAMPLE_RATE, assembler.swing, runtime.limits)
     await _analyse(websocket, runtime, pieces, windows, record)
-    return {"type": "summary", **success_body(start.language, combine(runtime.rules, windows, total))}
+    return {
+        "type": "summary",
+        **success_body(start.language, combine(runtime.rules, windows, total), runtime.weights),
+    }
 
 
 async def _analyse(
