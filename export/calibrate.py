@@ -5,9 +5,9 @@ the service's own code and the graph in --artifacts, and fits, for each vote of 
 a logistic regression (scikit-learn) with a strong L2 penalty on its standardised measurements.
 Clips are weighted so that every group (speaker, voice, vocoder) counts the same within its class
 and the two classes count the same: a thousand prompts by one speaker do not outvote five by
-another. Each vote's operating point is then set by people: its threshold moves to where every
-human group, scored by votes fitted without it (whole groups held out), keeps SPECIFICITY of its
-clips on the human side, which also pushes recall as far as the people allow. The confidence is
+another. Optionally (SPECIFICITY), each vote's operating point is then set by people: its
+threshold moves to where every human group, scored by votes fitted without it (whole groups held
+out), keeps that share of its clips on the human side (not the default: docs/votes.md). The confidence is
 a Platt mapping of the mean vote logit, fitted on the same out-of-fold logits, so it is
 calibrated for voices the votes have not seen. The published cross-validated figures hold every
 group out in turn (leave-one-group-out).
@@ -43,8 +43,10 @@ L2 = 0.05  # penalty on the standardised weights, per unit of total sample weigh
 EXCLUDED_FAMILIES = ("world", "griffinlim", "lpc")
 QUADRATIC = 0.0  # weight of the squared terms; 0: each vote linear (squared terms: no better, docs/votes.md)
 INNER_FOLDS = 5
-# Share of each held-out human group a vote must keep on the human side (its operating point).
-SPECIFICITY = 0.85
+# Share of each held-out human group a vote must keep on the human side (its operating point); None:
+# each vote's own balanced threshold. Per-vote people-set thresholds (0.3-0.85) lost recall on
+# every held-out family for little gain in people (docs/votes.md#why-the-recipe-is-what-it-is).
+SPECIFICITY: float | None = None
 
 FOLD = VoteProvenance(graph_sha256="", source="cross-validation fold")  # fitted, scored, never saved
 
@@ -65,7 +67,7 @@ def sample_weights(is_ai: np.ndarray, groups: Sequence[str]) -> np.ndarray:
 def fit_logistic(z: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
     """Weighted logistic regression minimising sum(w * log-loss) + l2/2 |weights|^2 (scikit-learn;
     the intercept is not penalised)."""
-    model = LogisticRegression(C=1.0 / l2, max_iter=1000, tol=1e-8)
+    model = LogisticRegression(C=1.0 / l2, solver="newton-cholesky", max_iter=100, tol=1e-8)
     model.fit(z, y, sample_weight=w)
     return np.asarray(model.coef_[0]), float(model.intercept_[0])
 
@@ -138,7 +140,7 @@ def group_folds(groups: Sequence[str], is_ai: np.ndarray, folds: int, seed: int 
 
 
 def people_thresholds(
-    logits: np.ndarray, is_ai: np.ndarray, groups: Sequence[str], specificity: float = SPECIFICITY
+    logits: np.ndarray, is_ai: np.ndarray, groups: Sequence[str], specificity: float
 ) -> np.ndarray:
     """Per vote (column), the logit threshold under which every human group keeps ``specificity``
     of its clips: the highest of the groups' ``specificity`` quantiles."""
@@ -173,13 +175,18 @@ def fit_votes(
     provenance: VoteProvenance,
     calibrated: bool,
     l2: float = L2,
-    specificity: float = SPECIFICITY,
+    specificity: float | None = SPECIFICITY,
 ) -> VoteRules:
-    """The votes, each with its operating point set by the held-out people, and the Platt mapping."""
+    """The votes (each with its operating point set by the held-out people when ``specificity`` is
+    given) and the Platt mapping."""
     w = sample_weights(is_ai, groups)
     models = fit_models(values, is_ai, w, l2)
     held_out = out_of_fold_logits(values, is_ai, groups, models, l2)
-    thresholds = people_thresholds(held_out, is_ai, groups, specificity)
+    thresholds = (
+        np.zeros(len(models))
+        if specificity is None
+        else people_thresholds(held_out, is_ai, groups, specificity)
+    )
     models = tuple(replace(m, bias=m.bias - float(t)) for m, t in zip(models, thresholds, strict=True))
     combine = fit_combine((held_out - thresholds).mean(axis=1), is_ai, w)
     return VoteRules(models, combine, calibrated, provenance)
@@ -254,8 +261,8 @@ def calibrate(
         graph_sha256=sha256_of(artifacts.graph),
         source="calibrate",
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        model=f"per vote: L2 logistic regression (l2={L2}) on standardised measurements, group-balanced; "
-        f"threshold where every held-out human group keeps {SPECIFICITY:.0%} specificity",
+        model=f"per vote: L2 logistic regression (l2={L2}) on standardised measurements, group-balanced"
+        + (f"; threshold where every held-out human group keeps {SPECIFICITY:.0%}" if SPECIFICITY else ""),
         corpus={"dir": str(data_dir), **corpus_summary(table)},
         window_seconds=window_seconds,
         max_encoded_seconds=max_encoded_seconds if math.isfinite(max_encoded_seconds) else None,
