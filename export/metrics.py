@@ -1,4 +1,4 @@
-"""Classification metrics for AI-vs-human scores, numpy only."""
+"""Classification metrics for AI-vs-human scores (ROC from scikit-learn)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn import metrics
 
 from service.labels import AI, HUMAN
 
@@ -39,19 +40,14 @@ def balanced_accuracy(is_ai: np.ndarray, predicted_ai: np.ndarray) -> float:
 
 def roc_auc(is_ai: np.ndarray, score: np.ndarray) -> float:
     """Probability that a random AI clip scores above a random human clip (ties count half)."""
-    positives, negatives = score[is_ai], score[~is_ai]
-    if not len(positives) or not len(negatives):
+    if is_ai.all() or not is_ai.any():
         return float("nan")
-    greater = (positives[:, None] > negatives[None, :]).mean()
-    ties = (positives[:, None] == negatives[None, :]).mean()
-    return float(greater + 0.5 * ties)
+    return float(metrics.roc_auc_score(is_ai, score))
 
 
 def roc_curve(is_ai: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    thresholds = np.concatenate([[np.inf], np.unique(score)[::-1]])
-    tpr = np.array([np.mean(score[is_ai] >= t) for t in thresholds])
-    fpr = np.array([np.mean(score[~is_ai] >= t) for t in thresholds])
-    return fpr, tpr
+    fpr, tpr, _ = metrics.roc_curve(is_ai, score, drop_intermediate=False)
+    return np.asarray(fpr), np.asarray(tpr)
 
 
 def equal_error_rate(is_ai: np.ndarray, score: np.ndarray) -> float:

@@ -10,13 +10,20 @@ the normalised autocorrelation of 40 ms frames.
 Why each family differs between vocoded/synthetic and natural speech:
 
 - audio energy: vocoders and concatenation reshape the spectral envelope (band-energy profile,
-  tilt) and the level contour (synthetic speech is level-flat within words, pauses are clean).
+  tilt) and the level contour (synthetic speech is level-flat within words, pauses are clean);
+  statistical-parametric voices over-smooth the envelope's trajectory (little fast cepstral
+  change for its overall variance), concatenation leaves isolated flux spikes at unit joins, and
+  neural vocoders leave stationary tonal lines (upsampling traces) in the long-term spectrum.
 - audio variance: natural voices mix breath noise into the harmonics at a varying rate; formant
-  and LPC synthesis are too periodic, noise-excited vocoders too noisy, both with less spread.
+  and LPC synthesis are too periodic, noise-excited vocoders too noisy, both with less spread;
+  pulse-excited (buzzy) voices stay periodic in the upper band where a person's voice turns
+  noisy, and a vocoder's phase across frequency (group delay) is not a glottal pulse's.
 - zero-crossing rate: the balance of low and high content at several smoothings (which band the
   crossings come from) and how much it varies frame to frame (fricative/vowel alternation).
 - temporal variation: people's pitch wobbles (jitter), moves widely (range), their level wobbles
-  (shimmer), syllables modulate energy at 2-8 Hz, and pauses are irregular.
+  (shimmer), syllables modulate energy at 2-8 Hz, and pauses are irregular; concatenation resets
+  pitch at joins (jumps between voiced frames), synthetic syllables come at too regular intervals,
+  and a machine's pauses are flat digital floors where a person's hold breath and room.
 - hidden-state variance: how the wav2vec2 representation moves in time, dimension by dimension,
   summarised by order-free statistics (quantiles over dimensions, how evenly the movement is
   spread, frame-to-frame correlation): no statistic singles out a dimension, so none can depend
@@ -47,6 +54,9 @@ BAND_EDGES_HZ = (80.0, 300.0, 600.0, 1_000.0, 1_600.0, 2_400.0, BAND_TOP_HZ)
 SMOOTHINGS = (1, 4, 16)  # moving-average lengths before counting crossings
 FRAME_RATE = SAMPLE_RATE / HOP
 _TINY = 1e-12
+UPPER_BAND_HZ = (1_600.0, BAND_TOP_HZ)  # where a person's voiced excitation turns noisy
+PITCH_JUMP = (0.08, 0.4)  # |change of log period| over 40 ms of voice: a reset, not an octave error
+NUCLEUS_DB = -12.0  # envelope peaks this close to the loud frames are syllable nuclei
 
 
 def normalize_waveform(waveform: np.ndarray) -> np.ndarray:
@@ -120,7 +130,10 @@ def energy_measurements(a: SignalAnalysis) -> dict[str, float]:
         },
         "spectral_tilt": float(tilt),
         "spectral_flux": _spectral_flux(a),
+        "flux_peakiness": _flux_peakiness(a),
         "cepstral_variance": _cepstral_variance(a),
+        "cepstral_delta_ratio": _cepstral_delta_ratio(a),
+        "tonal_lines_db": _tonal_lines(a),
         "loud_level_spread": float(np.std(level[a.loud])),
         "level_range": float(np.subtract(*np.percentile(level, [95, 5]))),
     }
@@ -140,6 +153,8 @@ def variance_measurements(a: SignalAnalysis) -> dict[str, float]:
         "log_flatness": float(np.median(log_flatness)),
         "log_flatness_spread": float(np.std(log_flatness)),
         "voiced_share": float(np.mean(peaks > VOICED_PEAK)),
+        "upper_band_periodicity": _upper_band_periodicity(a),
+        "group_delay_spread": _group_delay_spread(a),
     }
 
 
@@ -186,6 +201,9 @@ def temporal_measurements(a: SignalAnalysis) -> dict[str, float]:
         "syllabic_modulation": float(syllabic),
         "pause_share": float(pause.mean()),
         "pause_rate": float(len(starts) / (len(pause) / FRAME_RATE)),
+        "pitch_jump_share": _pitch_jump_share(a),
+        "syllable_regularity": _syllable_regularity(a),
+        "pause_flatness": _pause_flatness(a),
     }
 
 
@@ -230,21 +248,139 @@ def _cepstral_variance(a: SignalAnalysis) -> float:
     log_power = np.log(a.power[a.loud][:, in_band] + _TINY)
     if len(log_power) < 2:
         return 0.0
+    return float(np.log(np.mean(_cepstra(log_power).var(axis=0)) + _TINY))
+
+
+def _cepstra(log_power: np.ndarray) -> np.ndarray:
+    """DCT-II coefficients 1-12 of log spectra (rows)."""
     n = log_power.shape[1]
-    basis = np.cos(np.pi * np.outer(np.arange(1, 13), np.arange(n) + 0.5) / n)  # DCT-II rows 1-12
-    cepstra = log_power @ basis.T * (2.0 / n)
-    return float(np.log(np.mean(cepstra.var(axis=0)) + _TINY))
+    basis = np.cos(np.pi * np.outer(np.arange(1, 13), np.arange(n) + 0.5) / n)
+    return np.asarray(log_power @ basis.T * (2.0 / n))
 
 
-def _spectral_flux(a: SignalAnalysis) -> float:
-    """Median frame-to-frame change of the loud frames' normalised log spectrum (dB, telephone band)."""
+def _cepstral_delta_ratio(a: SignalAnalysis) -> float:
+    """Log of the frame-to-frame cepstral change over the cepstra's variance (loud frame pairs):
+    an over-smoothed (statistical-parametric) envelope moves slowly for how far it moves."""
+    both = a.loud[1:] & a.loud[:-1]
+    if both.sum() < 2:
+        return 0.0
+    in_band = (a.hz >= 100.0) & (a.hz < BAND_TOP_HZ)
+    cepstra = _cepstra(np.log(a.power[:, in_band] + _TINY))
+    delta = np.diff(cepstra, axis=0)[both]
+    return float(
+        np.log(np.mean(delta.var(axis=0)) + _TINY) - np.log(np.mean(cepstra[a.loud].var(axis=0)) + _TINY)
+    )
+
+
+def _flux_peakiness(a: SignalAnalysis) -> float:
+    """Log of the 95th-percentile spectral flux over its median (loud frame pairs): unit joins are
+    isolated spikes of spectral change above an otherwise smooth flow."""
+    flux = _flux_series(a)
+    if len(flux) < 4:
+        return 0.0
+    return float(np.log((np.percentile(flux, 95) + _TINY) / (np.median(flux) + _TINY)))
+
+
+def _tonal_lines(a: SignalAnalysis) -> float:
+    """Strongest stationary line in the loud frames' mean normalised log spectrum above its local
+    (±150 Hz) median, in dB: a person's moving pitch smears harmonics; an upsampling trace or a
+    monotone voice does not."""
+    in_band = (a.hz >= 200.0) & (a.hz < BAND_TOP_HZ)
+    if a.loud.sum() < 2:
+        return 0.0
+    log_power = 10 * np.log10(a.power[a.loud][:, in_band] + _TINY)
+    mean = np.mean(log_power - log_power.mean(axis=1, keepdims=True), axis=0)
+    half = round(150.0 / float(a.hz[1] - a.hz[0]))
+    neighbourhood = sliding_window_view(np.pad(mean, half, mode="edge"), 2 * half + 1)
+    return float(np.max(mean - np.median(neighbourhood, axis=1)))
+
+
+def _upper_band_periodicity(a: SignalAnalysis) -> float:
+    """Median over voiced frames of the upper band's (1.6-3.4 kHz) normalised autocorrelation at the
+    voice's period (the inverse transform of the frame's power in that band): a person's upper
+    harmonics are breathy and jittered, pulse excitation's are not."""
+    voiced = np.flatnonzero(a.voiced)[::2]  # every other voiced frame: they overlap by 3/4
+    if not len(voiced):
+        return 0.0
+    frames = _frames(a.signal, PITCH_FRAME)[voiced]
+    spectrum = np.fft.rfft(frames - frames.mean(axis=1, keepdims=True), n=2 * PITCH_FRAME, axis=1)
+    hz = np.fft.rfftfreq(2 * PITCH_FRAME, 1.0 / SAMPLE_RATE)
+    band = (hz >= UPPER_BAND_HZ[0]) & (hz < UPPER_BAND_HZ[1])
+    autocorrelation = np.fft.irfft(np.abs(spectrum) ** 2 * band, axis=1)
+    lag = np.clip(np.round(a.periods[voiced]).astype(int), 1, PITCH_FRAME - 1)
+    unbiased = autocorrelation[np.arange(len(voiced)), lag] * PITCH_FRAME / (PITCH_FRAME - lag)
+    return float(np.median(unbiased / (autocorrelation[:, 0] + _TINY)))
+
+
+def _group_delay_spread(a: SignalAnalysis) -> float:
+    """Median over voiced frames of the spread (std, ms) of the group delay across the frame's
+    strong bins (within 30 dB of its peak, 300-3400 Hz), delays clipped to the frame's span."""
+    voiced = np.flatnonzero(a.voiced)
+    if not len(voiced):
+        return 0.0
+    frames = a.frames[voiced] * np.hanning(FRAME)
+    x = np.fft.rfft(frames, n=FFT, axis=1)
+    y = np.fft.rfft(frames * np.arange(FRAME), n=FFT, axis=1)
+    power = np.abs(x) ** 2
+    span_ms = FRAME / SAMPLE_RATE * 1000.0
+    delay = np.clip(np.real(y * np.conj(x)) / (power + _TINY) / SAMPLE_RATE * 1000.0, 0.0, span_ms)
+    in_band = (a.hz >= 300.0) & (a.hz < BAND_TOP_HZ)
+    strong = ((power >= power[:, in_band].max(axis=1, keepdims=True) * 1e-3) & in_band).astype(float)
+    count = strong.sum(axis=1) + _TINY
+    mean = (delay * strong).sum(axis=1) / count
+    spread = np.sqrt(((delay - mean[:, None]) ** 2 * strong).sum(axis=1) / count)
+    return float(np.median(spread))
+
+
+def _pitch_jump_share(a: SignalAnalysis) -> float:
+    """Share of voiced frame pairs one pitch frame (40 ms) apart whose pitch jumps: a reset at a
+    join (the frame across it may lose its voicing), not a glide and not an octave error."""
+    span = PITCH_FRAME // HOP
+    voiced = a.voiced[span:] & a.voiced[:-span]
+    if not voiced.any():
+        return 0.0
+    log_period = np.log(a.periods)
+    step = np.abs(log_period[span:] - log_period[:-span])[voiced]
+    return float(np.mean((step > PITCH_JUMP[0]) & (step < PITCH_JUMP[1])))
+
+
+def _syllable_regularity(a: SignalAnalysis) -> float:
+    """Spread (std) of the log intervals between syllable nuclei (envelope peaks near the loud
+    level, at least 80 ms apart, within phrases of under 0.6 s gaps): machines time too evenly."""
+    envelope = np.convolve(np.clip(a.frame_db, -60.0, 0.0), np.ones(7) / 7, mode="same")
+    inner = envelope[1:-1]
+    peaks = np.flatnonzero((inner > envelope[:-2]) & (inner >= envelope[2:]) & (inner > NUCLEUS_DB)) + 1
+    kept: list[int] = []
+    for peak in peaks:
+        if not kept or peak - kept[-1] >= 8:
+            kept.append(int(peak))
+    intervals = np.diff(kept) / FRAME_RATE
+    intervals = intervals[intervals < 0.6]
+    return float(np.std(np.log(intervals))) if len(intervals) >= 3 else 0.0
+
+
+def _pause_flatness(a: SignalAnalysis) -> float:
+    """Median log spectral flatness of the quietest tenth of frames (in band): a digital or
+    codec-noise floor is flat; breath and room noise are shaped."""
+    quiet = a.frame_db <= np.percentile(a.frame_db, 10)
+    in_band = (a.hz >= 100.0) & (a.hz < BAND_TOP_HZ)
+    log_power = np.log(a.power[quiet][:, in_band] + _TINY)
+    flatness = log_power.mean(axis=1) - np.log(np.exp(log_power).mean(axis=1) + _TINY)
+    return float(np.median(flatness))
+
+
+def _flux_series(a: SignalAnalysis) -> np.ndarray:
     in_band = (a.hz >= 100.0) & (a.hz < BAND_TOP_HZ)
     log_power = 10 * np.log10(a.power[:, in_band] + _TINY)
     log_power -= log_power.mean(axis=1, keepdims=True)
     both = a.loud[1:] & a.loud[:-1]
-    if not both.any():
-        return 0.0
-    return float(np.median(np.sqrt(np.mean(np.diff(log_power, axis=0) ** 2, axis=1))[both]))
+    return np.asarray(np.sqrt(np.mean(np.diff(log_power, axis=0) ** 2, axis=1))[both])
+
+
+def _spectral_flux(a: SignalAnalysis) -> float:
+    """Median frame-to-frame change of the loud frames' normalised log spectrum (dB, telephone band)."""
+    flux = _flux_series(a)
+    return float(np.median(flux)) if len(flux) else 0.0
 
 
 def _frames(signal: np.ndarray, length: int) -> np.ndarray:

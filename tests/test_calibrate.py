@@ -273,3 +273,41 @@ def test_serving_with_another_window_than_calibrated_warns(
     with make_client(settings, artifacts_dir=calibrated, window_seconds=settings.window_seconds * 2):
         pass
     assert "recalibrate or match it" in caplog.text
+
+
+def test_people_set_each_votes_threshold_at_the_worst_held_out_groups_specificity() -> None:
+    rng = np.random.default_rng(0)
+    easy, hard = rng.uniform(-3, -1, (40, 2)), rng.uniform(-1, 1, (40, 2))
+    machines = rng.uniform(5, 9, (40, 2))
+    logits = np.vstack([easy, hard, machines])
+    groups = ["human-easy"] * 40 + ["human-hard"] * 40 + ["ai"] * 40
+    is_ai = np.array([g == "ai" for g in groups])
+    thresholds = calibrate.people_thresholds(logits, is_ai, groups, specificity=0.85)
+    assert np.mean(hard <= thresholds, axis=0) == pytest.approx([0.85, 0.85], abs=0.03)
+    assert np.all(easy < thresholds)
+    louder = np.vstack([easy, hard, machines * 10])  # the machines' scores do not move it
+    assert calibrate.people_thresholds(louder, is_ai, groups, 0.85) == pytest.approx(thresholds)
+
+
+def test_cache_keeps_the_hidden_measurements_when_only_signal_ones_change(
+    calibrated: Path, toy_corpus: Path, tmp_path: Path
+) -> None:
+    encoder = Encoder.load(Artifacts(calibrated).graph, threads=1)
+    calls = []
+
+    def counting(waveform: np.ndarray) -> np.ndarray:
+        calls.append(len(waveform))
+        return encoder(waveform)
+
+    clips, cache = read_labels(toy_corpus), tmp_path / "measurements.npz"
+    first = compute_features(clips, counting, 5.0, cache=cache)
+    encoded = len(calls)
+    stored = dict(np.load(cache))
+    stored["names"] = np.array([f"old_{n}" if n == MEASUREMENTS[0] else n for n in stored["names"]])
+    stored["values"][:, 0] = np.nan  # a signal measurement that changed since
+    np.savez(cache, **stored)
+    again = compute_features(clips, counting, 5.0, cache=cache)
+    assert encoded > 0
+    assert len(calls) == encoded  # no wav2vec2 pass the second time
+    np.testing.assert_allclose(again.values, first.values, rtol=1e-9)
+    assert list(np.load(cache)["names"]) == list(MEASUREMENTS)

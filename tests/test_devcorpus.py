@@ -22,7 +22,10 @@ ALLOWED_PACKAGES = {
         "alsa-utils",
         "fillets-ng-data",
         "pocketsphinx-testdata",
+        "hedgewars-data",
     ),
+    # Festival's English voices only: every other language's voice is reserved
+    *("festival", "festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts"),
     *("asterisk-core-sounds-en", "asterisk-core-sounds-en-wav", "asterisk-core-sounds-en-g722"),
 }
 ALLOWED_ROOTS = (
@@ -31,6 +34,7 @@ ALLOWED_ROOTS = (
     "/usr/share/sounds/alsa",
     "/usr/share/games/fillets-ng/sound",
     "/usr/share/pocketsphinx/test/data",
+    "/usr/share/games/hedgewars/Data/Sounds/voices",
 )
 
 
@@ -46,7 +50,13 @@ def test_builder_reads_only_the_allowed_sources() -> None:
     assert paths
     assert all(path.startswith(ALLOWED_ROOTS) for path in paths), paths
     assert all(p.split("/")[1] == "en" for p in devcorpus.FILLETS_GROUPS.values())
-    assert set(devcorpus.TOOLS) == {"espeak-ng", "flite", "lame", "sox", "ffmpeg"}
+    assert set(devcorpus.TOOLS) == {"espeak-ng", "flite", "text2wave", "lame", "sox", "ffmpeg"}
+    assert set(devcorpus.FESTIVAL_VOICES.values()) == {
+        "voice_kal_diphone",
+        "voice_ked_diphone",
+        "voice_cmu_us_slt_arctic_hts",
+    }
+    assert not {"Robot", "Russian", "Default_es", "Default_pl", "Default_ru"} & set(devcorpus.HEDGEWARS_PACKS)
 
 
 @pytest.mark.parametrize("name", sorted(devcorpus.RESYNTHESISERS))
@@ -84,3 +94,19 @@ def test_telephone_channels_remove_the_upper_band(name: str, tmp_path: Path) -> 
     power = np.abs(np.fft.rfft(out)) ** 2
     hz = np.fft.rfftfreq(len(out), 1 / 16_000)
     assert power[hz > 4_200].sum() < 0.01 * power[hz < 3_400].sum()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_skipped_clips_are_counted_with_their_reason(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    sources = {"short": np.full(4_000, 0.1), "silent": np.zeros(32_000), "long": speech_like(13.0, 1, True)}
+    reasons = {}
+    for name, audio in sources.items():
+        sf.write(tmp_path / f"{name}.wav", audio, 16_000)
+        item = devcorpus.Item("g", "HUMAN", "human", name, "English", ("file", str(tmp_path / f"{name}.wav")))
+        reasons[name] = devcorpus.render(item, tmp_path, tmp_path)
+    broken = devcorpus.Item("g", "HUMAN", "human", "x", "", ("file", str(tmp_path / "missing.wav")))
+    assert reasons == {"short": "shorter than 0.8 s", "silent": "silent", "long": "longer than 12.0 s"}
+    assert str(devcorpus.render(broken, tmp_path, tmp_path)).startswith("file failed: ffmpeg")
+    assert not list(tmp_path.glob("g/*.flac"))

@@ -130,3 +130,40 @@ def test_readme_describes_every_vote_of_the_registry() -> None:
     section = readme[readme.index("## How it decides") : readme.index("## Export")]
     for spec in VOTES:
         assert f"| {spec.label.removeprefix('wav2vec2 ')} |" in section, spec.label
+
+
+def _vowel(seconds: float, f0: np.ndarray | float, breath: float, seed: int = 0) -> np.ndarray:
+    """A sustained vowel: harmonics of ``f0`` (per sample, or fixed) plus ``breath`` noise."""
+    n = int(seconds * 16_000)
+    f0 = np.broadcast_to(np.asarray(f0, dtype=np.float64), (n,))
+    phase = 2 * np.pi * np.cumsum(f0) / 16_000
+    voice = sum(np.sin(k * phase) / k for k in range(1, 30))
+    noise = np.random.default_rng(seed).standard_normal(n)
+    return np.asarray(voice / np.std(voice) + breath * noise, dtype=np.float64)
+
+
+def test_pulse_excitation_stays_periodic_in_the_upper_band_where_breath_does_not() -> None:
+    buzzy = signal_measurements(_vowel(2.0, 120.0, breath=0.0))
+    breathy = signal_measurements(_vowel(2.0, 120.0, breath=0.3))
+    assert buzzy["upper_band_periodicity"] > 0.9
+    assert breathy["upper_band_periodicity"] < buzzy["upper_band_periodicity"] - 0.2
+
+
+def test_pitch_resets_count_as_jumps_and_a_glide_does_not() -> None:
+    n = 32_000
+    glide = np.linspace(110.0, 150.0, n)
+    steps = np.where((np.arange(n) // 1_600) % 2 == 0, 110.0, 135.0)  # a reset every 100 ms
+    smooth = signal_measurements(_vowel(2.0, glide, breath=0.01))["pitch_jump_share"]
+    reset = signal_measurements(_vowel(2.0, steps, breath=0.01))["pitch_jump_share"]
+    assert smooth < 0.02
+    assert reset > smooth + 0.04
+
+
+def test_a_stationary_tone_shows_as_a_tonal_line() -> None:
+    """A person's moving pitch smears its harmonics; a steady tone (an upsampling trace) does not."""
+    vowel = _vowel(2.0, 110.0 + 30.0 * np.sin(np.linspace(0, 6 * np.pi, 32_000)), breath=0.1)
+    tone = 0.3 * np.sin(2 * np.pi * 2_756.0 * np.arange(len(vowel)) / 16_000)
+    assert (
+        signal_measurements(vowel + tone)["tonal_lines_db"]
+        > signal_measurements(vowel)["tonal_lines_db"] + 6.0
+    )
