@@ -231,6 +231,7 @@ def calibrate(
     provenance = VoteProvenance(
         graph_sha256=sha256_of(artifacts.graph),
         source="calibrate",
+        layers=artifacts.manifest().source.layers,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         model=f"per vote: L2 logistic regression (l2={L2}) on standardised measurements, group-balanced",
         corpus={"dir": str(data_dir), **corpus_summary(table)},
