@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +47,7 @@ INPUT_NAME = "input_values"
 def export_every_layer(origin: ModelOrigin, path: Path) -> Path:
     """The FP32 graph of every transformer layer of ``origin``'s model, one output per layer."""
     import torch  # export extra only
+    from torch.jit._trace import TracerWarning
 
     from export.model import ALL_LAYERS, ModelSource, for_export, load_model
 
@@ -62,16 +64,19 @@ def export_every_layer(origin: ModelOrigin, path: Path) -> Path:
 
     names = [f"hidden_state_{layer}" for layer in range(1, count + 1)]
     axes = {name: {0: "batch_size", 1: "frames"} for name in names}
-    torch.onnx.export(
-        EveryLayer(),
-        (torch.zeros(1, SAMPLE_RATE),),
-        str(path),
-        input_names=[INPUT_NAME],
-        output_names=names,
-        dynamic_axes={INPUT_NAME: {0: "batch_size", 1: "sequence_length"}, **axes},
-        opset_version=18,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # as export_fp32: the trace's notes; the tests check the outputs
+        warnings.simplefilter("ignore", TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter's
+        torch.onnx.export(
+            EveryLayer(),
+            (torch.zeros(1, SAMPLE_RATE),),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_axes={INPUT_NAME: {0: "batch_size", 1: "sequence_length"}, **axes},
+            opset_version=18,
+            dynamo=False,
+        )
     return path
 
 
