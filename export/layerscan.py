@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 import tempfile
 import warnings
@@ -209,8 +210,6 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import json
-
     parser = argparse.ArgumentParser(prog="python -m export.layerscan", description=__doc__)
     parser.add_argument("data_dir", type=Path, help="folder with labels.csv and the audio it lists")
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with manifest.json")
