@@ -86,7 +86,7 @@ def keep_layers(model: Wav2Vec2Model, layers: int) -> int:
     comes before the layers, so the cut model's last hidden state is the full model's
     ``hidden_states[layers]``."""
     if layers < 1:
-        raise ModelLoadError(f"--layers must be at least 1, not {layers}")
+        raise ValueError(f"--layers must be at least 1, not {layers}")
     layers = min(layers, len(model.encoder.layers))
     model.encoder.layers = model.encoder.layers[:layers]
     model.config.num_hidden_layers = layers

@@ -79,13 +79,14 @@ def log(message: str) -> None:
 
 def run_export(options: ExportOptions) -> Manifest:
     torch.set_num_threads(options.threads)
-    log(f"loading model, transformer layers 1-{options.layers}")
+    log("loading model")
     try:
         model, source = load_model(
             ModelSource(options.model, options.revision, options.random_init, options.seed, options.layers)
         )
     except ModelLoadError as exc:
         raise SourceUnavailable(str(exc)) from exc
+    log(f"keeping transformer layers 1-{source.layers}")
     audio = audio_sets(options)
     options.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=options.out) as tmp:
