@@ -1,5 +1,6 @@
-# Sourced by scripts/serve and scripts/test: a venv holding voicecheck with the given extras, and
-# torch from the CPU wheel index (the default index serves the multi-GB CUDA build).
+# Sourced by scripts/serve and scripts/test: a venv holding voicecheck with the given extras, torch
+# from the CPU wheel index (the default index serves the multi-GB CUDA build), the dev-corpus tools,
+# and how to use the commands afterwards.
 TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -33,4 +34,28 @@ install_voicecheck() {
   say "installing voicecheck[$1] and its dependencies"
   "$VENV/bin/python" -m pip install --quiet -e ".[$1]"
   touch "$stamp"
+}
+
+# install_corpus_tools: the Debian packages of scripts/corpus-packages.txt (the dev corpus and its
+# tests need espeak-ng, flite, lame, sox and ffmpeg), installed when run as root with apt-get;
+# otherwise says what is missing and returns 1
+install_corpus_tools() {
+  local missing packages
+  packages=$(grep -v '^#' scripts/corpus-packages.txt | tr '\n' ' ')
+  missing=$(for t in espeak-ng flite lame sox ffmpeg; do command -v "$t" >/dev/null || echo "$t"; done)
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing the dev-corpus tools (Debian packages: $packages)"
+    # shellcheck disable=SC2086
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null && return 0
+  fi
+  say "NOTE: missing $(echo $missing) (sudo apt-get install $packages)"
+  return 1
+}
+
+# how_to_use: the one way to run the commands the README and docs/ print
+how_to_use() {
+  say "commands: $VENV/bin/voicecheck --help (serve, scan, stream, export, calibrate, evaluate);
+    the README and docs/ print them as .venv/bin/voicecheck ... and .venv/bin/python ..., run from
+    $(pwd); or '. $VENV/bin/activate' once per shell to type bare voicecheck / python"
 }

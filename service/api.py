@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from tempfile import SpooledTemporaryFile
+from typing import Any, BinaryIO
 
 import anyio
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from service import apidocs
 from service.audio import AUDIO_ERRORS
 from service.contract import (
+    KEY_HELP,
     REQUEST_ERRORS,
     DetectionRequest,
     check_api_key,
@@ -32,7 +37,14 @@ from service.settings import Settings
 RETRY_AFTER_SECONDS = "5"
 
 
-BodyParser = Callable[[Request, bytearray, tuple[str, ...]], Awaitable[DetectionRequest]]
+# Bodies in transit are kept in memory up to this size, then on disk: a client that stalls holds
+# its connection and its temporary file, never a share of the service's memory.
+SPOOL_MEMORY_BYTES = 256 * 1024
+
+# (request, the body as it arrives, the deadline): the request, its audio open until the exit
+BodyParser = Callable[
+    [Request, AsyncGenerator[bytes, None], float], AbstractAsyncContextManager[DetectionRequest]
+]
 
 
 def detection_errors(media_type: str) -> dict[int, str]:
@@ -61,8 +73,44 @@ async def detect_voice(request: Request) -> Response:
     return await detect_with(request, "application/json", parse_json)
 
 
-async def parse_json(request: Request, body: bytearray, languages: tuple[str, ...]) -> DetectionRequest:
-    return await run_in_threadpool(parse_request, body, languages)
+@asynccontextmanager
+async def parse_json(
+    request: Request, chunks: AsyncGenerator[bytes, None], deadline: float
+) -> AsyncIterator[DetectionRequest]:
+    """The body is spooled as it arrives; once it is complete, its parse takes its size from the
+    service-wide parsing budget (waiting for room as long as it would wait for an inference slot)."""
+    runtime: Runtime = request.state.runtime
+    async with (
+        spooled(chunks) as body,
+        runtime.parsing.holding(body.size or 0, runtime.limiter.wait_seconds(deadline)),
+    ):
+        parsed = await run_in_threadpool(_parse_file, body.file, runtime.settings.languages)
+    yield parsed
+
+
+def _parse_file(file: BinaryIO, languages: tuple[str, ...]) -> DetectionRequest:
+    file.seek(0)
+    return parse_request(file.read(), languages)
+
+
+@asynccontextmanager
+async def spooled(chunks: AsyncIterator[bytes]) -> AsyncIterator[UploadFile]:
+    """The body in a temporary file (in memory up to SPOOL_MEMORY_BYTES), deleted on exit."""
+    with SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as file:
+        body = UploadFile(file, size=0)  # type: ignore[arg-type]  # as starlette's own parser does
+        with no_room_is_503():
+            async for chunk in chunks:
+                await body.write(chunk)
+        yield body
+
+
+@contextmanager
+def no_room_is_503() -> Iterator[None]:
+    """A temporary file that cannot be written (the disk is full) is the service's trouble: 503."""
+    try:
+        yield
+    except OSError as exc:
+        raise ServiceUnavailable("no room to receive the body; retry in a few seconds") from exc
 
 
 async def detect_with(request: Request, media_type: str, parse: BodyParser) -> Response:
@@ -71,17 +119,17 @@ async def detect_with(request: Request, media_type: str, parse: BodyParser) -> R
     deadline = time.monotonic() + request.state.runtime.settings.deadline_seconds
     runtime = _ready_runtime(request)
     settings = runtime.settings
-    check_api_key(request.headers.get("x-api-key"), settings.api_key)
+    check_api_key(request.headers.get("x-api-key"), settings.api_key, KEY_HELP)
     runtime.rate_limit.take(settings.api_key)
     _check_content_type(request, media_type)
     runtime.limiter.refuse_if_full()  # before reading a body that could not be served
-    with runtime.uploads.holding() as take:
-        body = await read_body(request, settings, take)
-        parsed = await parse(request, body, settings.languages)
-        del body
-    async with runtime.limiter.admit(), runtime.limiter.slot(deadline):
+    async with (
+        parse(request, body_chunks(request, settings), deadline) as parsed,
+        runtime.limiter.admit(),
+        runtime.limiter.slot(deadline),
+    ):
         detection = await run_in_threadpool(runtime.analyse, parsed.audio, deadline)
-    return JSONResponse(success_body(parsed.language, detection))
+    return JSONResponse(success_body(parsed.language, detection, runtime.weights))
 
 
 @documented(Operation("Readiness and model provenance", answers={200: "ready", 503: "not ready"}))
@@ -132,38 +180,70 @@ async def metrics(request: Request) -> Response:
 
 @documented(Operation("This document", answers={200: "OpenAPI 3.0"}))
 async def openapi(request: Request) -> Response:
+    return JSONResponse(_openapi_document(request))
+
+
+@documented(Operation("This document as an HTML page", answers={200: "text/html"}))
+async def docs(request: Request) -> Response:
+    return HTMLResponse(apidocs.render(_openapi_document(request)))
+
+
+def _openapi_document(request: Request) -> dict[str, Any]:
     runtime: Runtime = request.state.runtime
-    return JSONResponse(openapi_document(request.app.routes, runtime.settings.languages))
+    return openapi_document(request.app.routes, runtime.settings.languages)
 
 
-async def read_body(request: Request, settings: Settings, take: Callable[[int], None]) -> bytearray:
-    """The body, refused with 413 as soon as it is known to exceed MAX_BODY_BYTES and with 408 when
-    it arrives slower than BODY_TIMEOUT_SECONDS plus its size at MIN_UPLOAD_BYTES_PER_SECOND.
-    ``take`` reserves the bytes in the service-wide upload budget as they arrive."""
+@documented(Operation("Where to start: the routes and their documentation", answers={200: "links"}))
+async def index(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    return JSONResponse(
+        {
+            "service": "voicecheck: is this voice AI-generated or human?",
+            "detect": "POST /api/voice-detection (JSON, x-api-key header), "
+            "POST /api/voice-detection/file (multipart), WebSocket /api/voice-detection/stream",
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "health": "/health",
+            "readme": "README.md at the root of the voicecheck source: contract, settings, limits",
+            "weights": runtime.weights,
+        }
+    )
+
+
+async def body_chunks(request: Request, settings: Settings) -> AsyncGenerator[bytes, None]:
+    """The body as it arrives, refused with 413 as soon as it is known to exceed MAX_BODY_BYTES and
+    with 408 when it arrives slower than BODY_TIMEOUT_SECONDS plus its size at
+    MIN_UPLOAD_BYTES_PER_SECOND (time spent by the consumer between pieces is not the client's)."""
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     expected = int(declared) if declared.isdigit() else limit
     allowed = settings.body_timeout_seconds + expected / settings.min_upload_bytes_per_second
-    body = bytearray()
-    try:
-        with anyio.fail_after(allowed):
-            async for chunk in request.stream():
-                if len(body) + len(chunk) > limit:
-                    raise _too_large(limit)
-                take(len(chunk))
-                body += chunk
-    except TimeoutError:
-        raise ClientError(
-            f"the body did not arrive within {allowed:.0f} s: send it at "
-            f"{settings.min_upload_bytes_per_second // 1024} KiB/s or faster",
-            408,
-            close=True,
-        ) from None
-    except ClientDisconnect:
-        raise ClientError("the client disconnected before the body was complete") from None
-    return body
+    left = allowed
+    received = 0
+    stream = request.stream()
+    while True:
+        started = time.monotonic()
+        try:
+            with anyio.fail_after(left):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ClientError(
+                f"the body did not arrive within {allowed:.0f} s: send it at "
+                f"{settings.min_upload_bytes_per_second // 1024} KiB/s or faster",
+                408,
+                close=True,
+            ) from None
+        except ClientDisconnect:
+            raise ClientError("the client disconnected before the body was complete") from None
+        left -= time.monotonic() - started
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit)
+        yield chunk
 
 
 def _too_large(limit: int) -> ClientError:

@@ -75,6 +75,8 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
         )
     app = Starlette(
         routes=[
+            Route("/", api.index, methods=["GET"]),
+            Route("/docs", api.docs, methods=["GET"]),
             Route("/api/voice-detection", api.detect_voice, methods=["POST"]),
             Route("/api/voice-detection/file", upload.detect_upload, methods=["POST"]),
             WebSocketRoute("/api/voice-detection/stream", stream.stream_voice),

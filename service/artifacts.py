@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 T = TypeVar("T", bound="DataclassInstance")
+WEIGHT_KINDS = ("pretrained", "random-init")  # ModelOrigin.kind, and every verdict's "weights"
 
 
 class ArtifactsError(RuntimeError):
@@ -36,13 +37,17 @@ class GraphInfo:
 class ModelOrigin:
     """Where the weights came from: the pretrained model at a revision, or random init."""
 
-    kind: str  # "pretrained" or "random-init"
+    kind: str  # one of WEIGHT_KINDS
     model_id: str | None = None
     revision: str | None = None
     architecture: str | None = None
     seed: int | None = None
     layers: int | None = None  # transformer layers the graph keeps (None: every one, older manifests)
     warning: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in WEIGHT_KINDS:
+            raise ValueError(f"source.kind must be {' or '.join(WEIGHT_KINDS)}, not {self.kind!r}")
 
     @property
     def random_weights(self) -> bool:

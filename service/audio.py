@@ -6,7 +6,9 @@ import io
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -17,8 +19,8 @@ from service.errors import AudioError
 SAMPLE_RATE = 16_000
 _BLOCK_FRAMES = 1 << 16
 # libsndfile's MP3 decoder (libmpg123) writes resync notes to file descriptor 2 when a read ends
-# mid-frame, with no way to turn them off; the decoded samples are unaffected.
-DECODER_NOTE = b"[src/libmpg123/"
+# mid-frame or meets bytes that are not MPEG audio, with no way to turn them off.
+DECODER_NOTES = (b"[src/libmpg123/", b"Note: ")
 NOT_ALLOWED = "could not decode audio: send MP3, WAV, FLAC or OGG bytes"
 AUDIO_ERRORS = {400: "unusable audio: not MP3, WAV, FLAC or OGG, corrupt, too long, too short or silent"}
 # The contract's containers, by libsndfile's name, and how their files begin: anything else is
@@ -38,23 +40,35 @@ class AudioLimits:
     corrupt_peak: float = 16.0  # +24 dBFS: no real decoder overshoots this far; corrupt streams do
 
 
-def decode_audio(data: bytes, limits: AudioLimits | None = None) -> np.ndarray:
-    """Return the clip as float32 mono at 16 kHz; raise AudioError for anything unusable."""
+def decode_audio(data: bytes | BinaryIO, limits: AudioLimits | None = None) -> np.ndarray:
+    """Return the clip (its bytes, or a file open at its start, read in blocks) as float32 mono at
+    16 kHz; raise AudioError for anything unusable."""
     limits = limits or AudioLimits()
-    if not data:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data  # BytesIO shares the bytes
+    if not source.read(1):
         raise AudioError("audio is empty")
-    if not data.startswith(CONTAINER_MAGIC) and not _mpeg_audio(data):
+    source.seek(0)
+    waveform = np.concatenate([*resampled_blocks(source, limits), np.zeros(0, np.float32)])
+    _check_content(waveform, limits)
+    return waveform
+
+
+def resampled_blocks(source: BinaryIO, limits: AudioLimits) -> Iterator[np.ndarray]:
+    """The audio in ``source`` (bytes in memory or a file on disk) as 16 kHz mono float32 blocks,
+    decoded as they are read: memory stays that of one block whatever the length. Raises AudioError
+    for anything unusable found on the way; the caller checks the whole (``check_decoded``)."""
+    head = source.read(max(len(magic) for magic in CONTAINER_MAGIC))
+    source.seek(0)
+    if not head.startswith(CONTAINER_MAGIC) and not _mpeg_audio(head):
         raise AudioError(NOT_ALLOWED)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as stream:
+        with sf.SoundFile(source) as stream:
             if stream.format not in CONTAINERS:
                 raise AudioError(NOT_ALLOWED)
             _check_header(stream, limits)
-            waveform = _read_resampled(stream, limits)
+            yield from _read_resampled(stream, limits)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
         raise AudioError(NOT_ALLOWED) from exc
-    _check_content(waveform, limits)
-    return waveform
 
 
 def _mpeg_audio(data: bytes) -> bool:
@@ -78,10 +92,9 @@ def _check_header(stream: sf.SoundFile, limits: AudioLimits) -> None:
         raise _too_long(limits)
 
 
-def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> np.ndarray:
+def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> Iterator[np.ndarray]:
     resampler = soxr.ResampleStream(stream.samplerate, SAMPLE_RATE, 1, dtype="float32")
     max_samples = int((limits.max_seconds + 1.0) * SAMPLE_RATE)
-    chunks: list[np.ndarray] = []
     total = 0
     # read() rather than blocks(): blocks() trusts the header's frame count and pads a truncated
     # stream with whatever its buffer held.
@@ -92,14 +105,17 @@ def _read_resampled(stream: sf.SoundFile, limits: AudioLimits) -> np.ndarray:
         total += len(chunk)
         if total > max_samples:
             raise _too_long(limits)
-        chunks.append(chunk)
-    chunks.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+        yield chunk
+    yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
 
 def _check_content(waveform: np.ndarray, limits: AudioLimits) -> None:
-    seconds = len(waveform) / SAMPLE_RATE
-    check_audible(seconds, float(np.max(np.abs(waveform - waveform.mean()))), limits)
+    check_decoded(len(waveform) / SAMPLE_RATE, float(np.max(np.abs(waveform - waveform.mean()))), limits)
+
+
+def check_decoded(seconds: float, swing: float, limits: AudioLimits) -> None:
+    """A whole decoded clip: audible (``check_audible``) and within the length limit."""
+    check_audible(seconds, swing, limits)
     if seconds > limits.max_seconds:
         raise _too_long(limits)
 
@@ -132,5 +148,5 @@ def quiet_decoder_notes() -> None:
 def _forward_all_but_notes(read_end: int, destination: int) -> None:
     with os.fdopen(read_end, "rb") as pipe:
         for line in pipe:
-            if not line.startswith(DECODER_NOTE):
+            if not line.startswith(DECODER_NOTES):
                 os.write(destination, line)

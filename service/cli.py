@@ -12,13 +12,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from service.settings import DEFAULT_WINDOW_SECONDS
+from service.settings import DEFAULT_WINDOW_SECONDS, artifacts_dir
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 Options = TypeVar("Options", bound="DataclassInstance")
-DEFAULT_STREAM_URL = "ws://127.0.0.1:8000/api/voice-detection/stream"
 # Subcommands whose own parsers (and --help) live in export/; they need the [export] extra for export.
 DELEGATED = {
     "export": ("export.__main__", "export the INT8 graph, manifest and provisional votes"),
@@ -52,18 +51,26 @@ def _add_scan(commands: Any) -> None:
         "scan",
         help="classify files and folders in-process, one line per file",
         description="Run the detector on audio files and folders (recursively: .mp3 .wav .flac .ogg). "
-        "Resumable: files already in --out are skipped.",
+        "Resumable: files already in --out (by resolved path) are skipped; one scan at a time "
+        "per --out. Lines carry the JSON route's fields plus file, seconds and weights.",
     )
     scan.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files or folders")
     scan.add_argument("--out", type=Path, required=True, help="results.jsonl or results.csv (appended to)")
     scan.add_argument("--workers", type=int, default=1, help="worker processes, one session each (default 1)")
-    scan.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with model.onnx")
+    scan.add_argument(
+        "--artifacts",
+        type=Path,
+        default=artifacts_dir(),
+        help="folder with model.onnx (default: $ARTIFACTS_DIR, else ./artifacts)",
+    )
     scan.add_argument("--language", default="English", help="language reported on each line")
     scan.add_argument(
         "--threads", type=int, default=0, help="onnxruntime threads per worker (0: cores/workers)"
     )
-    scan.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
-    scan.add_argument("--max-seconds", type=float, default=3600.0, help="longest file analysed")
+    scan.add_argument(
+        "--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS, help="analysis window (2-30)"
+    )
+    scan.add_argument("--max-seconds", type=float, default=3600.0, help="longest file analysed (1-3600)")
     scan.add_argument("--labels", type=Path, default=None, help="a labels.csv: also print evaluation metrics")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -72,18 +79,30 @@ def _add_stream(commands: Any) -> None:
     stream = commands.add_parser(
         "stream",
         help="play a file to the live-stream route and print its segments",
-        description="Send FILE as 16-bit PCM frames to the WebSocket route in real time (or faster).",
+        description="Send FILE's decoded samples to the WebSocket route in real time (or faster). "
+        "With no flags it finds the service scripts/serve starts: the key from API_KEY or the key "
+        "file, the port from PORT.",
     )
     stream.add_argument("file", type=Path, metavar="FILE", help="an MP3, WAV, FLAC or OGG file")
     stream.add_argument(
-        "--url", default=DEFAULT_STREAM_URL, help=f"WebSocket URL (default {DEFAULT_STREAM_URL})"
+        "--url",
+        default=None,
+        help="the service: ws://, wss://, http:// or https:// URL, or HOST:PORT "
+        "(default ws://127.0.0.1:$PORT, PORT defaulting to 8000)",
     )
-    stream.add_argument("--key", default=os.environ.get("API_KEY"), help="API key (default: $API_KEY)")
+    stream.add_argument(
+        "--key",
+        default=None,
+        help="API key (default: $API_KEY, else the key file scripts/serve writes: $API_KEY_FILE "
+        "or ~/.config/voicecheck/api-key)",
+    )
     stream.add_argument("--language", default="English")
     stream.add_argument(
         "--speed", type=float, default=1.0, help="1 = real time, 4 = four times faster, 0 = no pause"
     )
-    stream.add_argument("--frame-ms", type=float, default=100.0, help="audio per frame (default 100 ms)")
+    stream.add_argument(
+        "--frame-ms", type=float, default=100.0, help="audio per frame, 1-500 (default 100 ms)"
+    )
     stream.add_argument("--key-in-message", action="store_true", help="send the key in the start message")
     stream.add_argument("--json", action="store_true", help="print every message as JSON")
 
@@ -138,28 +157,39 @@ def _scan(args: argparse.Namespace) -> int:
     except (ScanError, ValueError) as exc:
         print(f"voicecheck scan: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nvoicecheck scan: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from service.stream_client import StreamOptions, load_pcm, play
+    from service.audio import quiet_decoder_notes
+    from service.stream_client import ClientFailure, StreamOptions, client_key, load_pcm, play, stream_url
 
-    if not args.key:
-        print("voicecheck stream: pass --key or set API_KEY", file=sys.stderr)
-        return 2
-    if args.speed < 0 or not 1.0 <= args.frame_ms <= 1000.0:
-        print("voicecheck stream: --speed must be >= 0 and --frame-ms 1-1000", file=sys.stderr)
+    if args.speed < 0 or not 1.0 <= args.frame_ms <= 500.0:
+        print("voicecheck stream: --speed must be >= 0 and --frame-ms 1-500", file=sys.stderr)
         return 2
     try:
+        url, key = stream_url(args.url, os.environ), client_key(args.key, os.environ)
+        quiet_decoder_notes()  # C-level stderr from here on passes a filter thread (service/audio.py)
         pcm, rate = load_pcm(args.file)
-    except (OSError, RuntimeError, ValueError) as exc:
-        print(f"voicecheck stream: cannot read {args.file}: {exc}", file=sys.stderr)
+    except (ClientFailure, OSError) as exc:
+        print(f"voicecheck stream: {_one_line(exc)}", file=sys.stderr)
         return 2
-    options = StreamOptions(
-        args.url, args.key, args.language, args.speed, args.frame_ms / 1000.0, args.key_in_message
-    )
-    result = asyncio.run(play(pcm, rate, options, _printer(args.json)))
+    options = StreamOptions(url, key, args.language, args.speed, args.frame_ms / 1000.0, args.key_in_message)
+    try:
+        result = asyncio.run(play(pcm, rate, options, _printer(args.json)))
+    except ClientFailure as exc:
+        print(f"voicecheck stream: {exc}", file=sys.stderr)
+        return 1
     return 0 if result.summary is not None else 1
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
 
 
 def _printer(raw: bool) -> Callable[[dict[str, Any]], None]:

@@ -6,8 +6,9 @@ import base64
 import binascii
 import hmac
 import json
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from service.detector import Detection
 from service.errors import ClientError
@@ -16,21 +17,53 @@ AUDIO_FORMATS = ("mp3", "wav", "flac", "ogg")
 REQUIRED_FIELDS = ("language", "audioFormat", "audioBase64")
 MAX_JSON_CONTAINERS = 16
 MAX_JSON_MEMBERS = 256
-REQUEST_ERRORS = {400: "missing or invalid field, unknown language or audioFormat, invalid base64"}
+WHITESPACE = re.compile(rb"[ \t\r\n]")
+REQUEST_ERRORS = {
+    400: "empty body, missing or invalid field, unknown language or audioFormat, invalid base64"
+}
+KEY_HELP = (
+    "send it in the x-api-key header: the service's key is its API_KEY, or the first line of its "
+    "API_KEY_FILE; scripts/serve prints it and keeps it in ~/.config/voicecheck/api-key"
+)
 
 
 @dataclass(frozen=True)
 class DetectionRequest:
     language: str
     audio_format: str
-    audio: bytes
+    audio: bytes | BinaryIO  # the clip's bytes, or a file open at its start
 
 
 def parse_request(body: bytes | bytearray, languages: tuple[str, ...]) -> DetectionRequest:
+    """The request in ``body``. A body can be MAX_BODY_BYTES: each copy is let go of as soon as the
+    next exists, so at most two are held at once (the text, then the base64 string)."""
+    if not body or body.isspace():
+        raise ClientError("body is empty: send a JSON object with " + ", ".join(REQUIRED_FIELDS))
     check_json_size(body)
+    text = _json_text(body)
+    del body
+    payload = _load_object(text)
+    del text
+    return DetectionRequest(
+        language=canonical_language(payload["language"], languages),
+        audio_format=audio_format(payload["audioFormat"]),
+        audio=_decode_base64(payload.pop("audioBase64")),
+    )
+
+
+def _json_text(body: bytes | bytearray) -> str:
+    """The body as text, decoded as ``json.loads`` decodes bytes (UTF-8, -16 or -32)."""
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):  # also JSONDecodeError, UnicodeDecodeError, huge ints
+        return body.decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError:
+        raise ClientError("body is not valid JSON") from None
+
+
+def _load_object(text: str) -> dict[str, Any]:
+    """The request object, with every required field a string."""
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):  # also JSONDecodeError, huge ints
         raise ClientError("body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ClientError("body must be a JSON object with " + ", ".join(REQUIRED_FIELDS))
@@ -39,11 +72,7 @@ def parse_request(body: bytes | bytearray, languages: tuple[str, ...]) -> Detect
             raise ClientError(f"missing field '{name}'")
         if not isinstance(payload[name], str):
             raise ClientError(f"field '{name}' must be a string")
-    return DetectionRequest(
-        language=canonical_language(payload["language"], languages),
-        audio_format=audio_format(payload["audioFormat"]),
-        audio=_decode_base64(payload["audioBase64"]),
-    )
+    return payload
 
 
 def check_json_size(body: bytes | bytearray) -> None:
@@ -61,7 +90,8 @@ def check_json_size(body: bytes | bytearray) -> None:
 
 
 def check_api_key(given: str | None, expected: str, where: str = "x-api-key header") -> None:
-    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+    # surrogatepass: a JSON string may hold a lone surrogate, which is a wrong key, not a bug
+    if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):
         raise ClientError(f"missing or invalid API key ({where})", 401)
 
 
@@ -80,13 +110,16 @@ def audio_format(value: str) -> str:
 
 
 def _decode_base64(value: str) -> bytes:
+    """``value`` is let go of once it is bytes; whitespace is removed (a copy) only if there is any."""
     try:
         raw = value.encode("ascii")
     except UnicodeEncodeError:
         raise ClientError("audioBase64 is not valid base64") from None
+    del value
     if raw.startswith(b"data:") and b"," in raw[:200]:
         raw = raw.split(b",", 1)[1]
-    raw = raw.translate(None, b" \t\r\n")  # line-wrapped base64 is common; no per-piece copies
+    if WHITESPACE.search(raw):
+        raw = raw.translate(None, b" \t\r\n")  # line-wrapped base64 is common; no per-piece copies
     if not raw:
         raise ClientError("audioBase64 is empty")
     try:
@@ -95,7 +128,9 @@ def _decode_base64(value: str) -> bytes:
         raise ClientError("audioBase64 is not valid base64") from None
 
 
-def success_body(language: str, detection: Detection) -> dict[str, Any]:
+def success_body(language: str, detection: Detection, weights: str) -> dict[str, Any]:
+    """The contract's answer, plus ``weights`` (an addition): the origin of the graph's weights,
+    "pretrained" or "random-init" (Runtime.weights, from the manifest)."""
     verdict = detection.verdict
     body: dict[str, Any] = {
         "status": "success",
@@ -104,6 +139,7 @@ def success_body(language: str, detection: Detection) -> dict[str, Any]:
         "confidenceScore": round(verdict.confidence, 4),
         "explanation": verdict.explanation(),
         "votes": [vote.as_dict() for vote in verdict.votes],
+        "weights": weights,
     }
     if len(detection.segments) > 1:
         body["segments"] = [

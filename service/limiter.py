@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 
@@ -43,14 +43,17 @@ class InferenceLimiter:
         finally:
             self.pending -= 1
 
+    def wait_seconds(self, deadline: float | None = None) -> float:
+        """The queue timeout, and at most half of what is left before ``deadline``
+        (time.monotonic()), so that a request that waited still has time to be analysed."""
+        if deadline is None:
+            return self._wait_seconds
+        return min(self._wait_seconds, max(0.0, deadline - time.monotonic()) / 2)
+
     @asynccontextmanager
     async def slot(self, deadline: float | None = None) -> AsyncIterator[None]:
-        """Waits at most the queue timeout, and at most half of what is left before ``deadline``
-        (time.monotonic()), so that a request that waited still has time to be analysed."""
-        wait = self._wait_seconds
-        if deadline is not None:
-            wait = min(wait, max(0.0, deadline - time.monotonic()) / 2)
-        with anyio.move_on_after(wait) as waited:
+        """Waits for an inference slot at most ``wait_seconds(deadline)``."""
+        with anyio.move_on_after(self.wait_seconds(deadline)) as waited:
             await self._slots.acquire()
         if waited.cancelled_caught:
             self.rejected += 1
@@ -62,28 +65,30 @@ class InferenceLimiter:
 
 
 class ByteBudget:
-    """Bytes of request bodies held in memory at once, over all requests; beyond it, 503."""
+    """Bytes of complete request bodies being worked on in memory at once, over all requests.
+    Only the server holds it, for as long as its own work takes (never while a client is still
+    sending): a request waits for room, and gets 503 only if none is made within its wait."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.used = 0
+        self._released = anyio.Event()
 
-    @contextmanager
-    def holding(self) -> Iterator[Callable[[int], None]]:
-        """A function that takes more bytes for this request; all of them go back on exit."""
-        held = 0
-
-        def take(size: int) -> None:
-            nonlocal held
-            if self.used + size > self.capacity:
-                raise ServiceUnavailable(BUSY)
-            self.used += size
-            held += size
-
+    @asynccontextmanager
+    async def holding(self, size: int, wait_seconds: float) -> AsyncIterator[None]:
+        size = min(size, self.capacity)  # a body as large as the whole budget waits for all of it
+        with anyio.move_on_after(wait_seconds):
+            while self.used + size > self.capacity:
+                await self._released.wait()
+        if self.used + size > self.capacity:
+            raise ServiceUnavailable(BUSY)
+        self.used += size
         try:
-            yield take
+            yield
         finally:
-            self.used -= held
+            self.used -= size
+            self._released.set()
+            self._released = anyio.Event()
 
 
 class RateLimit:

@@ -36,6 +36,10 @@ class Metrics:
         self.latency: dict[str, Histogram] = defaultdict(Histogram)
         self.inference = Histogram()
         self.in_flight = 0
+        self.streams_opened = 0
+        self.streams_active = 0
+        self.streams_closed: dict[str, int] = defaultdict(int)
+        self.stream_segments = 0
 
     def record_request(self, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -45,6 +49,21 @@ class Metrics:
     def record_inference(self, seconds: float) -> None:
         with self._lock:
             self.inference.observe(seconds)
+
+    def stream_opened(self) -> None:
+        with self._lock:
+            self.streams_opened += 1
+            self.streams_active += 1
+
+    def stream_closed(self, code: str) -> None:
+        """``code``: the close code, or "disconnect" when the client left without one we send."""
+        with self._lock:
+            self.streams_active -= 1
+            self.streams_closed[code] += 1
+
+    def stream_segment(self) -> None:
+        with self._lock:
+            self.stream_segments += 1
 
     def render(self, queue_rejections: int, queued: int) -> str:
         with self._lock:
@@ -66,4 +85,23 @@ class Metrics:
                 "# TYPE voicecheck_queue_rejections_total counter",
                 f"voicecheck_queue_rejections_total {queue_rejections}",
             ]
+            lines += self._stream_lines()
         return "\n".join(lines) + "\n"
+
+    def _stream_lines(self) -> list[str]:
+        lines = [
+            "# TYPE voicecheck_streams_opened_total counter",
+            f"voicecheck_streams_opened_total {self.streams_opened}",
+            "# TYPE voicecheck_streams_active gauge",
+            f"voicecheck_streams_active {self.streams_active}",
+            "# TYPE voicecheck_streams_closed_total counter",
+        ]
+        lines += [
+            f'voicecheck_streams_closed_total{{code="{code}"}} {count}'
+            for code, count in sorted(self.streams_closed.items())
+        ]
+        return [
+            *lines,
+            "# TYPE voicecheck_stream_segments_total counter",
+            f"voicecheck_stream_segments_total {self.stream_segments}",
+        ]

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from starlette.routing import BaseRoute, Route
 
+from service.artifacts import WEIGHT_KINDS
 from service.contract import AUDIO_FORMATS, REQUIRED_FIELDS
 from service.labels import LABELS
 
@@ -105,7 +106,7 @@ def schemas(languages: tuple[str, ...]) -> dict[str, Any]:
         },
         "Detection": {
             "type": "object",
-            "required": ["status", "language", "classification", "confidenceScore", "explanation"],
+            "required": ["status", "language", "classification", "confidenceScore", "explanation", "weights"],
             "properties": {
                 "status": {"type": "string", "enum": ["success"]},
                 "language": {"type": "string"},
@@ -114,6 +115,12 @@ def schemas(languages: tuple[str, ...]) -> dict[str, Any]:
                 "explanation": {"type": "string"},
                 "votes": {"type": "array", "items": {"type": "object"}},
                 "segments": {"type": "array", "items": {"type": "object"}},
+                "weights": {
+                    "type": "string",
+                    "enum": list(WEIGHT_KINDS),
+                    "description": "addition to the contract: where the model's weights came from; "
+                    "random-init verdicts are not meaningful",
+                },
             },
         },
         "Error": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 
@@ -18,7 +19,9 @@ from service.model import Encoder, HiddenStates
 from service.settings import Settings
 from service.verdict import VoteRules
 
-UPLOAD_BUDGET_BODIES = 2  # bodies of the largest size held in memory at once, over all uploads
+# Largest bodies parsed in memory at once, over all requests: json.loads holds the GIL, so a second
+# parse at the same time would only wait inside the thread pool, holding its memory.
+PARSING_BUDGET_BODIES = 1
 
 
 @dataclass
@@ -31,7 +34,7 @@ class Runtime:
     limiter: InferenceLimiter
     rate_limit: RateLimit
     pace: EncoderPace
-    uploads: ByteBudget
+    parsing: ByteBudget
     limits: AudioLimits = field(default_factory=AudioLimits)
     ready: bool = True
 
@@ -39,9 +42,14 @@ class Runtime:
     def random_weights(self) -> bool:
         return self.manifest.source.random_weights
 
-    def analyse(self, audio: bytes, deadline: float | None = None) -> Detection:
-        """Blocking: decode and classify, wav2vec2 within what ``deadline`` (time.monotonic()) leaves.
-        Runs in the thread pool."""
+    @property
+    def weights(self) -> str:
+        """ "pretrained" or "random-init": where the graph's weights came from, as every verdict says."""
+        return self.manifest.source.kind
+
+    def analyse(self, audio: bytes | BinaryIO, deadline: float | None = None) -> Detection:
+        """Blocking: decode (``audio``: bytes, or a file open at its start) and classify, wav2vec2
+        within what ``deadline`` (time.monotonic()) leaves. Runs in the thread pool."""
         try:
             waveform = decode_audio(audio, self.limits)
             started = time.perf_counter()
@@ -72,8 +80,8 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     limits = AudioLimits(max_seconds=settings.max_audio_seconds, min_seconds=settings.min_audio_seconds)
     limiter = InferenceLimiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout_seconds)
     rate_limit = RateLimit(settings.rate_limit_per_minute)
-    uploads = ByteBudget(UPLOAD_BUDGET_BODIES * settings.max_body_bytes)
-    return Runtime(settings, encoder, rules, manifest, metrics, limiter, rate_limit, pace, uploads, limits)
+    parsing = ByteBudget(PARSING_BUDGET_BODIES * settings.max_body_bytes)
+    return Runtime(settings, encoder, rules, manifest, metrics, limiter, rate_limit, pace, parsing, limits)
 
 
 def measure_pace(encoder: Encoder, seconds: float = 0.5) -> EncoderPace:

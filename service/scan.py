@@ -1,32 +1,46 @@
 """``voicecheck scan PATH... --out results.jsonl|csv``: the detector on files and folders, in-process.
 
-Worker processes each load the artifacts once (one onnxruntime session each) and run
-``Runtime.analyse`` on each file's bytes, so every line holds exactly what the JSON route would
-answer (plus ``file`` and ``seconds``). Lines are written as files finish; a re-run skips the
-files already in ``--out``.
+Each worker process loads the graph once (one onnxruntime session) and analyses one file at a time
+with ``Scanner.row``: the file is decoded, resampled and cut into the JSON route's fixed windows as
+it is read, each window analysed as it completes and only its features kept, so a worker's memory
+does not grow with a file's length, and each line holds what the JSON route would answer (plus
+``file``, ``seconds`` and ``weights``). Lines are written as files finish, under an exclusive lock
+on ``--out``; a re-run skips the files already there (keyed by resolved path). A worker that dies
+is replaced; its file is retried once, then recorded as failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
+import io
 import json
+import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from service.artifacts import Artifacts, ArtifactsError
+from service.audio import SAMPLE_RATE, AudioLimits, check_decoded, quiet_decoder_notes, resampled_blocks
 from service.contract import canonical_language, error_body, success_body
-from service.errors import ClientError
+from service.detector import Detection, Window, analyse_window, combine
+from service.errors import AudioError, ClientError
 from service.labels import AI, LABELS
-from service.metrics import Metrics
-from service.runtime import Runtime, load_runtime
-from service.settings import DEFAULT_LANGUAGES, DEFAULT_WINDOW_SECONDS, Settings
+from service.malloc import limit_fragmentation, release_free_memory
+from service.model import Encoder, HiddenStates
+from service.settings import DEFAULT_LANGUAGES, DEFAULT_WINDOW_SECONDS
+from service.stream import WindowAssembler
+from service.verdict import VoteRules
 
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg")
 OUT_SUFFIXES = (".jsonl", ".csv")
@@ -40,10 +54,14 @@ CSV_COLUMNS = (
     "votes",
     "segments",
     "seconds",
+    "weights",
     "message",
 )
-MAX_FILE_BYTES = 1 << 30
 SUMMARY_FIELDS = ("file", "status", "classification", "confidenceScore", "seconds", "message")
+MAX_SECONDS = 3600.0
+WINDOW_RANGE = (2.0, 30.0)  # WINDOW_SECONDS' range in service/settings.py
+RETRIES = 1  # a file whose worker died is tried once more, then recorded as failed
+Warn = Callable[[str], None]
 
 
 class ScanError(ValueError):
@@ -59,9 +77,18 @@ class ScanOptions:
     language: str = "English"
     threads: int = 0  # per worker; 0 = the cores shared out between the workers
     window_seconds: float = DEFAULT_WINDOW_SECONDS
-    max_seconds: float = 3600.0
+    max_seconds: float = MAX_SECONDS
     labels: Path | None = None
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    """How every file of a scan is analysed."""
+
+    language: str = "English"
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    max_seconds: float = MAX_SECONDS
 
 
 @dataclass(frozen=True)
@@ -71,48 +98,145 @@ class ScanReport:
     audio_seconds: float
     wall_seconds: float
     rows: tuple[dict[str, Any], ...]  # every line of --out, old and new, with the SUMMARY_FIELDS only
+    damaged: int = 0  # lines of --out skipped as unreadable
+
+
+def file_text(path: Path | str) -> str:
+    """A path as the ``file`` column holds it: its bytes as UTF-8, any byte that is not valid UTF-8
+    as ``\\xNN``, so any name fits in JSONL and CSV (``os.fsencode(path).decode("utf-8",
+    "backslashreplace")``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def find_audio(paths: Iterable[Path]) -> list[Path]:
-    """Audio files under ``paths`` (recursively), sorted, each once."""
+    """Audio files under ``paths`` (recursively), resolved, sorted, each once."""
     found: set[Path] = set()
     for path in paths:
         if path.is_dir():
-            found.update(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            found.update(
+                p.resolve() for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+            )
         elif path.is_file():
-            found.add(path)
+            found.add(path.resolve())
         else:
-            raise ScanError(f"{path} is neither a file nor a folder")
+            raise ScanError(f"{file_text(path)} is neither a file nor a folder")
     return sorted(found)
 
 
-def read_rows(out: Path) -> list[dict[str, Any]]:
-    """The lines already in ``out`` (a half-written last line, from an interrupted run, is ignored)."""
-    if not out.exists():
-        return []
-    with out.open(newline="") as handle:
-        if out.suffix == ".csv":
-            return [dict(row) for row in csv.DictReader(handle) if row.get("file")]
-        rows = []
-        for line in handle:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
-        return [row for row in rows if isinstance(row, dict) and "file" in row]
+@dataclass(frozen=True)
+class Scanner:
+    """The detector on files: a graph, its votes and where its weights came from."""
+
+    encoder: HiddenStates
+    rules: VoteRules
+    weights: str  # "pretrained" or "random-init"
+
+    @classmethod
+    def load(cls, artifacts: Path, threads: int) -> Scanner:
+        folder = Artifacts(artifacts)
+        manifest, rules = folder.load()
+        return cls(Encoder.load(folder.graph, threads), rules, manifest.source.kind)
+
+    def row(self, path: str, options: FileOptions) -> dict[str, Any]:
+        """One line of the output: the JSON route's answer for the file at ``path``, or the reason."""
+        try:
+            detection = self.analyse(path, options)
+        except ClientError as exc:
+            body: dict[str, Any] = error_body(exc.message)
+        except OSError as exc:
+            body = error_body(f"could not read the file: {exc.strerror or exc}")
+        else:
+            body = {
+                **success_body(options.language, detection, self.weights),
+                "seconds": round(detection.seconds, 3),
+            }
+        return {"file": file_text(path), **body, "weights": self.weights}
+
+    def analyse(self, path: str, options: FileOptions) -> Detection:
+        """The JSON route's detection, one window in memory at a time. Errors come in the JSON
+        route's order: decoding, then the whole clip's checks, then the analysis."""
+        limits = AudioLimits(max_seconds=options.max_seconds)
+        assembler = WindowAssembler(SAMPLE_RATE, options.window_seconds)
+        windows: list[Window] = []
+        failed: list[AudioError] = []
+        try:
+            with open(path, "rb") as source:
+                for block in resampled_blocks(source, limits):
+                    self._analyse(assembler.add(block), windows, failed)
+            pieces, total = assembler.finish()
+            check_decoded(total / SAMPLE_RATE, assembler.swing, limits)
+            self._analyse(pieces, windows, failed)
+        finally:
+            release_free_memory()
+        if failed:
+            raise failed[0]
+        return combine(self.rules, windows, total)
+
+    def _analyse(
+        self, pieces: list[tuple[int, Any]], windows: list[Window], failed: list[AudioError]
+    ) -> None:
+        for start, piece in pieces:
+            if not failed:
+                try:
+                    windows.append(analyse_window(self.encoder, piece, start))
+                except AudioError as exc:
+                    failed.append(exc)
 
 
-def scan(options: ScanOptions) -> ScanReport:
-    _check(options)
-    language = canonical_language(options.language, DEFAULT_LANGUAGES)
-    before = [_slim(row) for row in read_rows(options.out)]
-    done = {row["file"] for row in before}
-    todo = [str(p) for p in find_audio(options.paths) if str(p) not in done]
-    started = time.perf_counter()
-    new_rows = [_slim(row) for row in _run(todo, options, language)] if todo else []
+def scan(options: ScanOptions, warn: Warn | None = None) -> ScanReport:
+    warn = warn or _to_stderr
+    file_options, weights = _check(options)
+    with _Output(options.out) as output:
+        _warn_before(options, weights, output.damaged, warn)
+        before = [_slim(row) for row in output.rows]
+        done = {_key(row["file"]) for row in before}
+        todo = [path for path in find_audio(options.paths) if file_text(path) not in done]
+        started = time.perf_counter()
+        progress = Progress(len(todo), sys.stderr if options.progress else None)
+        new_rows = []
+        for row in _analysed([str(path) for path in todo], options, file_options, progress.noting(warn)):
+            row.setdefault("weights", weights)  # a dead worker's row is the parent's
+            output.write(row)
+            progress.update(row)
+            new_rows.append(_slim(row))
+        progress.close()
     wall = time.perf_counter() - started
     audio = sum(float(row.get("seconds") or 0) for row in new_rows)
-    return ScanReport(len(todo), len(done), audio, wall, tuple(before + new_rows))
+    return ScanReport(len(todo), len(done), audio, wall, tuple(before + new_rows), output.damaged)
+
+
+def _warn_before(options: ScanOptions, weights: str, damaged: int, warn: Warn) -> None:
+    if weights == "random-init":
+        warn(
+            f"RANDOM WEIGHTS: the graph in {file_text(options.artifacts)} was exported with "
+            '--random-init; its verdicts are not meaningful (every line says "weights": "random-init")'
+        )
+    if damaged:
+        warn(
+            f"{file_text(options.out)}: skipped {damaged} damaged line(s) (not UTF-8, not a row, or "
+            "wrong field types); files with no other line are scanned again"
+        )
+
+
+def read_rows(out: Path) -> list[dict[str, Any]]:
+    """The readable lines already in ``out`` (damaged ones, such as the half-written last line of
+    an interrupted run, are left out)."""
+    if not out.exists():
+        return []
+    with out.open("rb") as handle:
+        return _parse_rows(handle, out.suffix == ".csv")[0]
+
+
+def _to_stderr(message: str) -> None:
+    print(f"voicecheck scan: {message}", file=sys.stderr, flush=True)
+
+
+def _key(file: str) -> str:
+    """Where a line's file is: its text resolved (lines of older runs may hold relative paths)."""
+    try:
+        return file_text(Path(file).resolve())
+    except (OSError, ValueError, RuntimeError):
+        return file
 
 
 def _slim(row: dict[str, Any]) -> dict[str, Any]:
@@ -120,100 +244,300 @@ def _slim(row: dict[str, Any]) -> dict[str, Any]:
     return {key: row[key] for key in SUMMARY_FIELDS if key in row}
 
 
-def _check(options: ScanOptions) -> None:
+def _check(options: ScanOptions) -> tuple[FileOptions, str]:
+    """Every argument, before any work (a ScanError says what is allowed); the file options and
+    where the weights came from."""
     if options.out.suffix not in OUT_SUFFIXES:
-        raise ScanError(f"--out must end in {' or '.join(OUT_SUFFIXES)}, not {options.out.name!r}")
+        raise ScanError(f"--out must end in {' or '.join(OUT_SUFFIXES)}, not {file_text(options.out.name)!r}")
+    if options.out.is_dir():
+        raise ScanError(
+            f"--out {file_text(options.out)} is a folder; give a file name ending in .jsonl or .csv"
+        )
     if not 1 <= options.workers <= 64:
         raise ScanError("--workers must be 1-64")
+    if not 0 <= options.threads <= 64:
+        raise ScanError("--threads must be 0-64 (0: the cores shared out between the workers)")
+    if not WINDOW_RANGE[0] <= options.window_seconds <= WINDOW_RANGE[1]:
+        raise ScanError(f"--window-seconds must be {WINDOW_RANGE[0]:g}-{WINDOW_RANGE[1]:g}")
+    if not 1.0 <= options.max_seconds <= MAX_SECONDS:
+        raise ScanError(f"--max-seconds must be 1-{MAX_SECONDS:g}")
+    if options.labels is not None and (options.labels.name != "labels.csv" or not options.labels.is_file()):
+        raise ScanError("--labels must be an existing labels.csv (columns path,label,...) next to its audio")
     try:
-        Artifacts(options.artifacts).load()
-    except ArtifactsError as exc:
-        raise ScanError(f"{exc}; or pass --artifacts DIR") from None
-
-
-def _run(files: list[str], options: ScanOptions, language: str) -> Iterator[dict[str, Any]]:
-    threads = options.threads or max(1, (os.cpu_count() or 1) // options.workers)
-    settings = Settings(
-        api_key="scan",  # never served: the scan runs in-process
-        artifacts_dir=options.artifacts,
-        threads=threads,
-        window_seconds=options.window_seconds,
-        max_audio_seconds=options.max_seconds,
-    )
-    context = multiprocessing.get_context("spawn")
-    workers = min(options.workers, len(files))
-    progress = Progress(len(files), sys.stderr if options.progress else None)
-    with (
-        context.Pool(workers, initializer=_load_worker, initargs=(settings,)) as pool,
-        _Writer(options.out) as writer,
-    ):
-        for row in pool.imap_unordered(_scan_one, [(path, language) for path in files]):
-            writer.write(row)
-            progress.update(row)
-            yield row
-    progress.close()
-
-
-_RUNTIME: Runtime | None = None
-
-
-def _load_worker(settings: Settings) -> None:
-    global _RUNTIME
-    _RUNTIME = load_runtime(settings, Metrics())
-
-
-def _scan_one(job: tuple[str, str]) -> dict[str, Any]:
-    path, language = job
-    assert _RUNTIME is not None
-    try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise ClientError(f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
-        detection = _RUNTIME.analyse(Path(path).read_bytes())
+        language = canonical_language(options.language, DEFAULT_LANGUAGES)
+        manifest, _ = Artifacts(options.artifacts).load()
     except ClientError as exc:
-        return {"file": path, **error_body(exc.message)}
-    except OSError as exc:
-        return {"file": path, **error_body(f"could not read the file: {exc.strerror or exc}")}
-    return {"file": path, **success_body(language, detection), "seconds": round(detection.seconds, 3)}
+        raise ScanError(f"--language: {exc.message}") from None
+    except ArtifactsError as exc:
+        raise ScanError(_artifacts_help(options.artifacts, exc)) from None
+    return FileOptions(language, options.window_seconds, options.max_seconds), manifest.source.kind
 
 
-class _Writer:
-    """Appends one line per file and flushes it, so an interrupted scan resumes where it stopped."""
+def _artifacts_help(folder: Path, exc: ArtifactsError) -> str:
+    if not Artifacts(folder).graph.exists():
+        return (
+            f"no model.onnx in {file_text(folder.resolve())}: pass --artifacts DIR (the folder export "
+            "wrote) or set ARTIFACTS_DIR; to make one: voicecheck export --out DIR"
+        )
+    return f"{exc}; or pass --artifacts DIR"
+
+
+class _Output:
+    """``--out``, exclusively locked for the whole scan: the lines already there, then one line
+    per file, appended and flushed as it comes (an interrupted scan resumes where it stopped)."""
 
     def __init__(self, out: Path) -> None:
         self._out = out
-        self._handle: TextIO | None = None
-        self._csv: csv.DictWriter[str] | None = None
+        self._handle: BinaryIO | None = None
+        self._columns: tuple[str, ...] = CSV_COLUMNS
+        self.rows: list[dict[str, Any]] = []
+        self.damaged = 0
 
-    def __enter__(self) -> _Writer:
-        fresh = not self._out.exists() or self._out.stat().st_size == 0
-        self._out.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self._out.open("a", newline="")
-        if not fresh and not _ends_with_newline(self._out):
-            self._handle.write("\n")  # an interrupted run left half a line: start a new one
-        if self._out.suffix == ".csv":
-            self._csv = csv.DictWriter(self._handle, CSV_COLUMNS)
-            if fresh:
-                self._csv.writeheader()
+    def __enter__(self) -> _Output:
+        try:
+            self._out.parent.mkdir(parents=True, exist_ok=True)
+            handle = self._handle = self._out.open("a+b")
+        except OSError as exc:
+            reason = "part of its folder is a file" if isinstance(exc, FileExistsError) else exc.strerror
+            raise ScanError(f"cannot write --out {file_text(self._out)}: {reason or exc}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ScanError(
+                f"another scan is writing to {file_text(self._out)}; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        handle.seek(0)
+        self.rows, self.damaged = _parse_rows(handle, self._csv)
+        if self._csv:
+            self._columns = self._header(handle)
+        self._start_line(handle)
         return self
 
+    @property
+    def _csv(self) -> bool:
+        return self._out.suffix == ".csv"
+
+    def _header(self, handle: BinaryIO) -> tuple[str, ...]:
+        """The columns of an existing CSV (an older version's may lack some), or CSV_COLUMNS."""
+        handle.seek(0)
+        first = handle.readline().decode("utf-8", "replace")
+        if not first.strip():
+            return CSV_COLUMNS
+        columns = tuple(next(csv.reader([first])))
+        if not {"file", "status"} <= set(columns):
+            handle.close()
+            raise ScanError(
+                f"--out {file_text(self._out)} is a CSV without the scan's columns: choose another --out"
+            )
+        return columns
+
+    def _start_line(self, handle: BinaryIO) -> None:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0 and self._csv:
+            self._put(self._csv_line({column: column for column in self._columns}))
+        elif size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                self._put("\n")  # an interrupted run left half a line: start a new one
+
     def write(self, row: dict[str, Any]) -> None:
-        assert self._handle is not None
-        if self._csv is not None:
-            flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}
-            self._csv.writerow(flat)
+        if self._csv:
+            self._put(
+                self._csv_line({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
+            )
         else:
-            self._handle.write(json.dumps(row) + "\n")
+            self._put(json.dumps(row) + "\n")
+
+    def _csv_line(self, row: dict[str, Any]) -> str:
+        text = io.StringIO()
+        csv.DictWriter(text, self._columns, extrasaction="ignore", lineterminator="\n").writerow(row)
+        return text.getvalue()
+
+    def _put(self, text: str) -> None:
+        assert self._handle is not None
+        self._handle.write(text.encode())
         self._handle.flush()
 
     def __exit__(self, *_: object) -> None:
         if self._handle is not None:
-            self._handle.close()
+            self._handle.close()  # also releases the lock
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+def _parse_rows(handle: BinaryIO, is_csv: bool) -> tuple[list[dict[str, Any]], int]:
+    """The well-formed rows of an output file, and how many lines were not."""
+    lines = (line.decode("utf-8", "surrogateescape") for line in handle)
+    parsed: Iterator[Any] = (
+        csv.DictReader(lines) if is_csv else (_json(line) for line in lines if line.strip())
+    )
+    rows: list[dict[str, Any]] = []
+    damaged = 0
+    for row in parsed:
+        if _well_formed(row, is_csv):
+            rows.append(row)
+        else:
+            damaged += 1
+    return rows, damaged
+
+
+def _json(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _well_formed(row: Any, is_csv: bool) -> bool:
+    if not isinstance(row, dict) or None in row:  # csv's restkey: more fields than columns
+        return False
+    if not all(_text(row.get(name)) for name in ("file", "status")) or "\0" in row["file"]:
+        return False
+    if row["status"] == "error":
+        return _text(row.get("message"))
+    if row["status"] != "success" or row.get("classification") not in LABELS:
+        return False
+    return _number(row.get("confidenceScore"), is_csv) and _number(row.get("seconds"), is_csv)
+
+
+def _text(value: Any) -> bool:
+    """A non-empty string that is valid UTF-8 (no surrogate escapes of undecodable bytes)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _number(value: Any, is_csv: bool) -> bool:
+    if is_csv and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---- worker processes ----
+
+
+@dataclass
+class _Worker:
+    """One worker process, its end of the pipe, and the file it is analysing."""
+
+    process: BaseProcess
+    connection: Connection
+    path: str | None = None
+
+    @classmethod
+    def start(cls, context: Any, artifacts: Path, threads: int, options: FileOptions) -> _Worker:
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_work, args=(theirs, artifacts, threads, options), daemon=True)
+        process.start()
+        theirs.close()
+        return cls(process, ours)
+
+    def give(self, path: str) -> None:
+        self.path = path
+        self.connection.send(path)
+
+    def answer(self, ready: list[Any]) -> dict[str, Any] | None:
+        """Its row if it has answered; None while it works. Raises EOFError if it died."""
+        if self.connection.poll():
+            row: dict[str, Any] = self.connection.recv()  # EOFError: it died before answering
+            if "load_error" in row:
+                raise ScanError(f"a worker could not load the model: {row['load_error']}")
+            self.path = None
+            return row
+        if self.process.sentinel in ready:
+            raise EOFError
+        return None
+
+    def stop(self) -> None:
+        if self.path is None and self.process.is_alive():
+            with contextlib.suppress(OSError):
+                self.connection.send(None)  # done: let it exit on its own
+            self.process.join(5)
+        self.connection.close()
+        self.process.terminate()
+        self.process.join(5)
+
+
+def _work(connection: Connection, artifacts: Path, threads: int, options: FileOptions) -> None:
+    """A worker's life: load the graph once, then analyse each path it is sent until None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    limit_fragmentation()
+    quiet_decoder_notes()
+    try:
+        scanner = Scanner.load(artifacts, threads)
+    except Exception as exc:  # a graph onnxruntime refuses: say so once, in the parent
+        connection.send({"load_error": str(exc)[:300]})
+        return
+    try:
+        while (path := connection.recv()) is not None:
+            connection.send(scanner.row(path, options))
+    except (EOFError, OSError):
+        return  # the parent is gone
+
+
+def _analysed(
+    files: list[str], options: ScanOptions, file_options: FileOptions, warn: Warn
+) -> Iterator[dict[str, Any]]:
+    """Each file's row, in the order they finish, from ``options.workers`` processes."""
+    if not files:
+        return
+    threads = options.threads or max(1, (os.cpu_count() or 1) // options.workers)
+    context = multiprocessing.get_context("spawn")
+
+    def start() -> _Worker:
+        return _Worker.start(context, options.artifacts, threads, file_options)
+
+    queue = deque(files)
+    deaths: Counter[str] = Counter()
+    workers = [start() for _ in range(min(options.workers, len(files)))]
+    try:
+        while True:
+            for worker in workers:
+                if worker.path is None and queue:
+                    worker.give(queue.popleft())
+            busy = [worker for worker in workers if worker.path is not None]
+            if not busy:
+                return
+            ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy])
+            for index, worker in enumerate(workers):
+                try:
+                    row = worker.answer(ready) if worker.path is not None else None
+                except (EOFError, OSError):
+                    row = _died(worker, deaths, queue, warn)
+                    worker.stop()
+                    workers[index] = start()
+                if row is not None:
+                    yield row
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def _died(worker: _Worker, deaths: Counter[str], queue: deque[str], warn: Warn) -> dict[str, Any] | None:
+    """Retry the dead worker's file once; the second time, its failed row."""
+    assert worker.path is not None
+    worker.process.join(5)
+    code = worker.process.exitcode
+    how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+    name = file_text(worker.path)
+    deaths[worker.path] += 1
+    if deaths[worker.path] <= RETRIES:
+        warn(
+            f"the worker analysing {name} died ({how}; the out-of-memory killer sends SIGKILL); "
+            "retrying it once"
+        )
+        queue.appendleft(worker.path)
+        return None
+    warn(f"the worker analysing {name} died again ({how}); recorded as failed")
+    message = f"not analysed: the worker process died twice on this file ({how}; out of memory?)"
+    return {"file": name, **error_body(message)}
 
 
 class Progress:
@@ -240,6 +564,16 @@ class Progress:
             f"\r[{bar}] {self.done}/{self.total} files, {self.failed} failed, {rate:.1f} audio-s/s"
         )
         self.stream.flush()
+
+    def noting(self, warn: Warn) -> Warn:
+        """``warn``, on a line of its own below the bar."""
+
+        def note(message: str) -> None:
+            if self.stream is not None and self.done:
+                self.stream.write("\n")
+            warn(message)
+
+        return note
 
     def close(self) -> None:
         if self.stream is not None:
@@ -279,7 +613,10 @@ def label_metrics(report: ScanReport, labels: Path) -> dict[str, Any]:
     from export.metrics import report as metrics_report
 
     if labels.name != "labels.csv":
-        raise ScanError("--labels must be a labels.csv (columns path,label,group,language) next to its audio")
+        raise ScanError(
+            "--labels must be a labels.csv (columns path,label,group, optionally "
+            "language,family,channel) next to its audio"
+        )
     clips = {str(clip.path.resolve()): clip for clip in read_labels(labels.parent)}
     matched = [
         (clip, row)

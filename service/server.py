@@ -6,6 +6,13 @@ connections), a cap on open connections (uvicorn's ``limit_concurrency`` answers
 refusal of a request that carries both Content-Length and Transfer-Encoding (RFC 9112 §6.3: a
 proxy may frame it differently, which smuggles requests), and, on shutdown, a prompt answer to
 uploads still arriving. The responses it writes itself have the contract's shape and headers.
+
+WebSockets (the stream route) get uvicorn's websockets protocol without per-message deflate, and
+with the largest message it takes set from STREAM_MAX_FRAME_BYTES: a frame is refused by its
+header before it is buffered, and bytes on the wire are bytes in memory (a compressed frame could
+inflate a thousandfold). That protocol stops reading the socket after each message until the app
+has taken it, so what a connection queues is bounded by one read. ``StrictWebSocketProtocol``
+closes a text message that is not UTF-8 with 1007 instead of logging a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any, ClassVar
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from service.contract import error_body
 from service.middleware import SECURITY_HEADERS, new_request_id
@@ -27,6 +35,9 @@ from service.settings import Settings
 MAX_HEADER_BYTES = 16 * 1024
 CONFLICTING_FRAMING = "a request may carry Content-Length or Transfer-Encoding, not both"
 MALFORMED = "malformed HTTP request: send an HTTP/1.1 request line and headers"
+# the longest text message of the stream protocol (service/stream.py checks its own, smaller limit)
+MAX_WS_TEXT_BYTES = 4096
+INVALID_TEXT = 1007  # RFC 6455: a text message that is not UTF-8
 CONNECTION_ERRORS = {
     400: "malformed HTTP",
     408: "request headers arrived too slowly",
@@ -153,6 +164,27 @@ class BoundedH11Protocol(H11Protocol):
         self.refuse(408, f"the request line and headers did not arrive within {seconds} s")
 
 
+class StrictWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol; a text message that is not UTF-8 closes the connection with
+    1007 and a reason, and the app hears a disconnect (uvicorn would log a traceback)."""
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent and not _is_utf8(self.frames):
+            self.frames = []
+            self.conn.send_close(INVALID_TEXT, "text messages must be UTF-8 JSON")
+            self.handle_parser_exception()
+            return
+        super().send_receive_event_to_app()
+
+
+def _is_utf8(frames: list[bytes]) -> bool:
+    try:
+        b"".join(frames).decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def bounded_protocol(limits: ConnectionLimits) -> type[BoundedH11Protocol]:
     return type("BoundedH11Protocol", (BoundedH11Protocol,), {"limits": limits})
 
@@ -168,6 +200,12 @@ def server_config(app: Any, settings: Settings) -> uvicorn.Config:
         access_log=False,
         server_header=False,
         timeout_keep_alive=5,
+        ws=StrictWebSocketProtocol,
+        ws_per_message_deflate=False,
+        ws_max_size=max(settings.stream_max_frame_bytes, MAX_WS_TEXT_BYTES),
+        # no pings: a fast sender's pong waits behind its queued frames while windows are analysed
+        # (closed 1011 on a busy machine); STREAM_IDLE_SECONDS ends a client that went silent
+        ws_ping_interval=None,
         # in flight at SIGTERM: an analysis ends by its deadline, an upload is answered at once
         timeout_graceful_shutdown=int(settings.deadline_seconds) + 10,
     )

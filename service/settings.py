@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -46,6 +46,7 @@ class Settings:
     stream_max_seconds: float = 600.0
     stream_idle_seconds: float = 10.0
     stream_max_frame_bytes: int = 128 * 1024
+    stream_max_open: int = 16
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,7 +55,7 @@ class Settings:
         defaults = cls(api_key=key)
         settings = cls(
             api_key=key,
-            artifacts_dir=Path(env.get("ARTIFACTS_DIR", str(defaults.artifacts_dir))),
+            artifacts_dir=artifacts_dir(env),
             host=env.get("HOST", defaults.host),
             port=_int(env, "PORT", defaults.port, 1, 65535),
             threads=_int(env, "THREADS", defaults.threads, 1, 64),
@@ -87,10 +88,26 @@ class Settings:
             stream_max_frame_bytes=_int(
                 env, "STREAM_MAX_FRAME_BYTES", defaults.stream_max_frame_bytes, 1024, 8 * 1024 * 1024
             ),
+            stream_max_open=_int(env, "STREAM_MAX_OPEN", defaults.stream_max_open, 1, 1000),
         )
+        if not env.get("STREAM_MAX_OPEN"):  # the default leaves half the connections to HTTP
+            settings = replace(
+                settings, stream_max_open=min(settings.stream_max_open, settings.max_connections // 2)
+            )
         if settings.min_audio_seconds >= settings.max_audio_seconds:
             raise SettingsError("MIN_AUDIO_SECONDS must be below MAX_AUDIO_SECONDS")
+        if settings.stream_max_open >= settings.max_connections:
+            raise SettingsError(
+                "STREAM_MAX_OPEN must be below MAX_CONNECTIONS: open streams hold connections, "
+                "and the HTTP routes need some"
+            )
         return settings
+
+
+def artifacts_dir(env: Mapping[str, str] | None = None) -> Path:
+    """ARTIFACTS_DIR, else ./artifacts: the service's graph, and ``voicecheck scan``'s default."""
+    env = os.environ if env is None else env
+    return Path(env.get("ARTIFACTS_DIR") or "artifacts")
 
 
 def _api_key(env: Mapping[str, str]) -> str:
@@ -118,6 +135,14 @@ def read_key_file(path: Path) -> str:
     if mode & 0o077:
         raise SettingsError(f"API_KEY_FILE={path} is readable by others: chmod 600 {path}")
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def key_file(env: Mapping[str, str]) -> Path:
+    """Where ``scripts/serve`` keeps the key: API_KEY_FILE, else the user's config folder."""
+    if env.get("API_KEY_FILE"):
+        return Path(env["API_KEY_FILE"])
+    config = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "voicecheck" / "api-key"
 
 
 def create_key_file(path: Path) -> str:

@@ -1,17 +1,23 @@
 """WebSocket ``/api/voice-detection/stream``: per-window verdicts for a live call.
 
-Protocol: a text ``{"type": "start", "language", "sampleRate", "encoding": "pcm_s16le"}`` (plus
-``"apiKey"`` when the ``x-api-key`` header cannot be set), binary frames of mono PCM, a text
+Protocol: a text ``{"type": "start", "language", "sampleRate", "encoding"}`` (plus ``"apiKey"``
+when the ``x-api-key`` header cannot be set), binary frames of mono PCM (``pcm_s16le``, or
+``pcm_f32le``: a file's decoded samples, exactly what the JSON route analyses), a text
 ``{"type": "end"}``. Each analysis window is resampled to 16 kHz, analysed the moment its last
 sample arrives and dropped; the server sends a ``segment`` message for it. On ``end`` it sends a
 ``summary`` with the JSON route's fields, computed from the kept window features with the same
 fixed-length windows (``detector.analysis_windows``), so it equals the JSON route's answer for the
 same audio. Errors: ``{"type": "error", "message"}``, then a close with a fitting code.
+
+A stream takes a place of the inference limiter only while one of its windows is analysed, so a
+slow or idle producer holds nothing the JSON route needs; STREAM_MAX_OPEN bounds the open streams.
+Each stream ends with one access-log line and its /metrics series.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,22 +28,36 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from service.audio import SAMPLE_RATE, check_audible
+from service.audio import SAMPLE_RATE, AudioLimits, check_audible
 from service.contract import canonical_language, check_api_key, success_body
 from service.detector import Window, analysis_windows, combine, window_samples
-from service.errors import ClientError
-from service.middleware import log_bug
+from service.errors import AudioError, ClientError
+from service.middleware import access_log, log_bug, new_request_id
 from service.runtime import Runtime
 from service.settings import Settings
 
-ENCODINGS = ("pcm_s16le",)
+ENCODINGS: dict[str, np.dtype[Any]] = {"pcm_s16le": np.dtype("<i2"), "pcm_f32le": np.dtype("<f4")}
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
 START_FIELDS = ("type", "language", "sampleRate", "encoding", "apiKey")
 MAX_TEXT_BYTES = 4096
 WALL_TIME_FACTOR = 2.0  # a stream may take twice its audio's length in wall time (queueing, jitter)
 
 NORMAL, POLICY, UNSUPPORTED, TOO_BIG, INTERNAL, TRY_AGAIN = 1000, 1008, 1003, 1009, 1011, 1013
+# sent by the server's WebSocket layer (service/server.py, uvicorn, websockets)
+PROTOCOL_ERROR, INVALID_TEXT, RESTARTING = 1002, 1007, 1012
+SERVER_CODES = (
+    NORMAL,
+    PROTOCOL_ERROR,
+    UNSUPPORTED,
+    INVALID_TEXT,
+    POLICY,
+    TOO_BIG,
+    INTERNAL,
+    RESTARTING,
+    TRY_AGAIN,
+)
 KEY_PLACES = "x-api-key header, or apiKey in the start message"
+ROUTE = "/api/voice-detection/stream"
 CLOSE_FOR_STATUS = {400: UNSUPPORTED, 401: POLICY, 413: TOO_BIG, 429: TRY_AGAIN, 503: TRY_AGAIN}
 
 
@@ -65,6 +85,30 @@ class StreamStart:
     language: str
     sample_rate: int
     api_key: str | None
+    encoding: str = "pcm_s16le"
+
+
+@dataclass
+class StreamRecord:
+    """What the access log and /metrics say about a stream: never what it sent."""
+
+    request_id: str = field(default_factory=new_request_id)
+    close_code: int | str = "disconnect"  # the client went away without a close code we document
+    segments: int = 0
+    audio_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def log_line(self) -> str:
+        line = {
+            "request_id": self.request_id,
+            "method": "WEBSOCKET",
+            "route": ROUTE,
+            "close_code": self.close_code,
+            "segments": self.segments,
+            "audio_seconds": round(self.audio_seconds, 2),
+            "ms": round((time.perf_counter() - self.started) * 1000, 1),
+        }
+        return json.dumps(line)
 
 
 @dataclass
@@ -73,6 +117,8 @@ class WindowAssembler:
 
     sample_rate: int
     window_seconds: float
+    encoding: str = "pcm_s16le"
+    max_peak: float = AudioLimits.corrupt_peak  # float samples beyond it are corrupt, as in a file
     input_samples: int = 0
     start: int = 0  # index (16 kHz) of the first sample of the window being filled
     _sum: float = 0.0
@@ -98,16 +144,23 @@ class WindowAssembler:
         return self.input_samples / self.sample_rate
 
     def feed(self, data: bytes) -> list[tuple[int, np.ndarray]]:
+        dtype = ENCODINGS[self.encoding]
         data = self._odd + data
-        whole = len(data) - len(data) % 2
+        whole = len(data) - len(data) % dtype.itemsize
         self._odd = data[whole:]
-        pcm = np.frombuffer(data, dtype="<i2", count=whole // 2).astype(np.float32) / 32768.0
+        samples = np.frombuffer(data, dtype=dtype, count=whole // dtype.itemsize)
+        if dtype.kind == "i":
+            pcm = samples.astype(np.float32) / 32768.0
+        elif np.all(np.abs(samples) <= self.max_peak):  # also catches NaN
+            pcm = samples.astype(np.float32)
+        else:
+            raise AudioError("audio is corrupt: it holds samples far beyond full scale")
         self.input_samples += len(pcm)
-        return self._add(self._resampler.resample_chunk(pcm))
+        return self.add(self._resampler.resample_chunk(pcm))
 
     def finish(self) -> tuple[list[tuple[int, np.ndarray]], int]:
         """The windows still to analyse, and the stream's length in 16 kHz samples."""
-        windows = self._add(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        windows = self.add(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
         total = self.start + self._buffered
         last_start, last_end = analysis_windows(total, self.window_seconds)[-1]
         if self._buffered and last_start == self.start and last_end == total:
@@ -115,7 +168,8 @@ class WindowAssembler:
         self._parts, self._buffered = [], 0
         return windows, total
 
-    def _add(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    def add(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """16 kHz samples already resampled (a file's, decoded by ``audio.resampled_blocks``)."""
         if not len(chunk):
             return []
         self._sum += float(np.sum(chunk, dtype=np.float64))
@@ -135,24 +189,40 @@ class WindowAssembler:
 
 async def stream_voice(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.state.runtime
-    await websocket.accept()
+    record = StreamRecord()
+    runtime.metrics.stream_opened()
     try:
-        await _serve(websocket, runtime)
-    except WebSocketDisconnect:
-        return
+        await websocket.accept()
+        record.close_code = await _answer(websocket, runtime, record)
+    finally:
+        runtime.metrics.stream_closed(str(record.close_code))
+        access_log.info(record.log_line())
+
+
+async def _answer(websocket: WebSocket, runtime: Runtime, record: StreamRecord) -> int | str:
+    """Serves the stream; the close code it ended with."""
+    try:
+        await _serve(websocket, runtime, record)
+        return NORMAL
+    except WebSocketDisconnect as exc:
+        return exc.code if exc.code in SERVER_CODES else "disconnect"
     except StreamError as exc:
-        await _close(websocket, exc.message, exc.close_code)
+        return await _close(websocket, exc.message, exc.close_code)
     except ClientError as exc:
-        await _close(websocket, exc.message, CLOSE_FOR_STATUS.get(exc.status_code, UNSUPPORTED))
+        return await _close(websocket, exc.message, CLOSE_FOR_STATUS.get(exc.status_code, UNSUPPORTED))
     except Exception as exc:  # a bug: say so in the protocol's shape, log where, never what
-        log_bug(exc, route="stream")
-        await _close(websocket, "internal error; the stream was not processed", INTERNAL)
+        log_bug(exc, route="stream", request_id=record.request_id)
+        return await _close(websocket, "internal error; the stream was not processed", INTERNAL)
 
 
-async def _serve(websocket: WebSocket, runtime: Runtime) -> None:
+async def _serve(websocket: WebSocket, runtime: Runtime, record: StreamRecord) -> None:
     settings, limits = runtime.settings, StreamLimits.from_settings(runtime.settings)
     if not runtime.ready:
         raise StreamError("the service is not ready; retry shortly", TRY_AGAIN)
+    if runtime.metrics.streams_active > settings.stream_max_open:
+        raise StreamError(
+            f"{settings.stream_max_open} streams are open, the limit; retry in a few seconds", TRY_AGAIN
+        )
     header_key = websocket.headers.get("x-api-key")
     if header_key is not None:
         check_api_key(header_key, settings.api_key, KEY_PLACES)
@@ -160,40 +230,52 @@ async def _serve(websocket: WebSocket, runtime: Runtime) -> None:
     check_api_key(header_key if header_key is not None else start.api_key, settings.api_key, KEY_PLACES)
     runtime.rate_limit.take(settings.api_key)
     wall_seconds = limits.max_seconds * WALL_TIME_FACTOR
-    async with runtime.limiter.admit():
-        try:
-            with anyio.fail_after(wall_seconds):
-                summary = await _run(websocket, runtime, start, limits)
-        except TimeoutError:
-            raise StreamError(f"the stream took longer than {wall_seconds:g} s", POLICY) from None
+    try:
+        with anyio.fail_after(wall_seconds):
+            summary = await _run(websocket, runtime, start, limits, record)
+    except TimeoutError:
+        raise StreamError(f"the stream took longer than {wall_seconds:g} s", POLICY) from None
     await websocket.send_json(summary)
     await websocket.close(NORMAL)
 
 
 async def _run(
-    websocket: WebSocket, runtime: Runtime, start: StreamStart, limits: StreamLimits
+    websocket: WebSocket, runtime: Runtime, start: StreamStart, limits: StreamLimits, record: StreamRecord
 ) -> dict[str, Any]:
-    assembler = WindowAssembler(start.sample_rate, runtime.settings.window_seconds)
+    assembler = WindowAssembler(
+        start.sample_rate, runtime.settings.window_seconds, start.encoding, runtime.limits.corrupt_peak
+    )
     windows: list[Window] = []
     while (frame := await _receive_frame(websocket, limits)) is not None:
         pieces = assembler.feed(frame)
+        record.audio_seconds = assembler.input_seconds
         if assembler.input_seconds > limits.max_seconds:
             raise StreamError(f"the stream is longer than the {limits.max_seconds:g} s limit", POLICY)
-        await _analyse(websocket, runtime, pieces, windows)
+        await _analyse(websocket, runtime, pieces, windows, record)
     pieces, total = assembler.finish()
     check_audible(total / SAMPLE_RATE, assembler.swing, runtime.limits)
-    await _analyse(websocket, runtime, pieces, windows)
-    return {"type": "summary", **success_body(start.language, combine(runtime.rules, windows, total))}
+    await _analyse(websocket, runtime, pieces, windows, record)
+    return {
+        "type": "summary",
+        **success_body(start.language, combine(runtime.rules, windows, total), runtime.weights),
+    }
 
 
 async def _analyse(
-    websocket: WebSocket, runtime: Runtime, pieces: list[tuple[int, np.ndarray]], windows: list[Window]
+    websocket: WebSocket,
+    runtime: Runtime,
+    pieces: list[tuple[int, np.ndarray]],
+    windows: list[Window],
+    record: StreamRecord,
 ) -> None:
+    """Each window takes a place of the inference limiter (as a request does) only while analysed."""
     for start, piece in pieces:
-        async with runtime.limiter.slot():
+        async with runtime.limiter.admit(), runtime.limiter.slot():
             window = await run_in_threadpool(runtime.analyse_window, piece, start)
         windows.append(window)
         await websocket.send_json(segment_message(runtime, window))
+        record.segments += 1
+        runtime.metrics.stream_segment()
 
 
 def segment_message(runtime: Runtime, window: Window) -> dict[str, Any]:
@@ -220,12 +302,14 @@ def parse_start(text: str, languages: tuple[str, ...]) -> StreamStart:
     language = message.get("language")
     if not isinstance(language, str):
         raise StreamError("field 'language' must be a string", UNSUPPORTED)
-    if message.get("encoding") not in ENCODINGS:
+    encoding = message.get("encoding")
+    if not isinstance(encoding, str) or encoding not in ENCODINGS:
         raise StreamError(f"field 'encoding' must be one of: {', '.join(ENCODINGS)}", UNSUPPORTED)
     key = message.get("apiKey")
     if key is not None and not isinstance(key, str):
         raise StreamError("field 'apiKey' must be a string", UNSUPPORTED)
-    return StreamStart(canonical_language(language, languages), _sample_rate(message.get("sampleRate")), key)
+    language = canonical_language(language, languages)
+    return StreamStart(language, _sample_rate(message.get("sampleRate")), key, encoding)
 
 
 def _sample_rate(value: object) -> int:
@@ -286,11 +370,13 @@ async def _receive_frame(websocket: WebSocket, limits: StreamLimits) -> bytes | 
     return None
 
 
-async def _close(websocket: WebSocket, message: str, code: int) -> None:
+async def _close(websocket: WebSocket, message: str, code: int) -> int | str:
+    """Sends the error and closes with ``code``; the code, or "disconnect" if the client left first."""
     if websocket.application_state != WebSocketState.CONNECTED:
-        return
+        return "disconnect"
     try:
         await websocket.send_json({"type": "error", "message": message})
         await websocket.close(code)
     except (WebSocketDisconnect, RuntimeError, OSError):
-        pass  # the client went away first
+        return "disconnect"
+    return code

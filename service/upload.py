@@ -6,7 +6,8 @@ route). Same key check, rate limit, body limit, inference limiter and answer as 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
@@ -46,8 +47,14 @@ async def detect_upload(request: Request) -> Response:
     return await api.detect_with(request, "multipart/form-data", parse_upload)
 
 
-async def parse_upload(request: Request, body: bytearray, languages: tuple[str, ...]) -> DetectionRequest:
-    form = await _parse_form(request, body)
+@asynccontextmanager
+async def parse_upload(
+    request: Request, chunks: AsyncGenerator[bytes, None], deadline: float
+) -> AsyncIterator[DetectionRequest]:
+    """The body is parsed as it arrives: the file part goes to a temporary file (in memory up to
+    SPOOL_MEMORY_BYTES), which the decoder then reads from."""
+    languages = request.state.runtime.settings.languages
+    form = await _parse_form(request, chunks)
     try:
         unknown = sorted(set(form.keys()) - set(FIELDS))
         if unknown:
@@ -56,24 +63,30 @@ async def parse_upload(request: Request, body: bytearray, languages: tuple[str, 
         if not isinstance(file, UploadFile):
             raise ClientError("missing field 'file': send the audio as a file part (curl -F file=@clip.mp3)")
         label = _text(form, "audioFormat", required=False)
-        return DetectionRequest(
+        yield DetectionRequest(
             language=canonical_language(_text(form, "language", required=True) or "", languages),
             audio_format=audio_format(label) if label is not None else "",
-            audio=await file.read(),
+            audio=file.file,
         )
     finally:
         await form.close()
 
 
-async def _parse_form(request: Request, body: bytearray) -> FormData:
-    async def chunks() -> AsyncGenerator[bytes, None]:
-        yield bytes(body)
+class _SpoolingParser(MultiPartParser):
+    spool_max_size = api.SPOOL_MEMORY_BYTES
 
-    parser = MultiPartParser(
-        request.headers, chunks(), max_files=1, max_fields=len(FIELDS), max_part_size=MAX_TEXT_FIELD_BYTES
+
+async def _parse_form(request: Request, chunks: AsyncGenerator[bytes, None]) -> FormData:
+    parser = _SpoolingParser(
+        request.headers,
+        chunks,
+        max_files=1,
+        max_fields=len(FIELDS),
+        max_part_size=MAX_TEXT_FIELD_BYTES,
     )
     try:
-        return await parser.parse()
+        with api.no_room_is_503():
+            return await parser.parse()
     except MultiPartException as exc:
         raise ClientError(
             f"malformed multipart body ({exc.message}); send one file part 'file' and a 'language' field"

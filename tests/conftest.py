@@ -4,7 +4,7 @@ import base64
 import csv
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -29,26 +29,53 @@ hypothesis.settings.register_profile("ci", max_examples=100, deadline=None, dera
 hypothesis.settings.register_profile("fuzz", max_examples=5000, deadline=None)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 API_KEY = "test-key-123"
+pytest_plugins = ["pytester"]
+SKIP_IN_CI = "CI runs the whole suite: scripts/test installs every extra and tool the tests need"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI a skipped test fails: a missing extra or tool must not pass as a shorter suite."""
+    report = yield
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and os.environ.get("CI", "") not in ("", "0", "false")
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped ({reason}); {SKIP_IN_CI}"
+    return report
+
+
+# The export's default floor is for real weights. A random tiny graph's INT8 fidelity moves with the
+# CPU's integer kernels (0.9749 without AVX-512 VNNI, above 0.98 with it), and these tests need a graph.
+TINY_MIN_FRAME_COSINE = 0.95
 
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real export of the tiny random-init architecture, shared by the whole session."""
     out = tmp_path_factory.mktemp("artifacts")
-    run_export(ExportOptions(out=out, random_init="tiny", threads=1))
+    run_export(ExportOptions(out=out, random_init="tiny", threads=1, min_frame_cosine=TINY_MIN_FRAME_COSINE))
     return out
 
 
 @pytest.fixture(scope="session")
 def layered_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """Tiny exports that keep one and both of its two transformer layers (a floor below the
-    default: fidelity is tested elsewhere)."""
+    """Tiny exports that keep one and both of its two transformer layers."""
     folders = {}
     for layers in (1, 2):
         folders[layers] = tmp_path_factory.mktemp(f"layers-{layers}")
         run_export(
             ExportOptions(
-                out=folders[layers], random_init="tiny", threads=1, layers=layers, min_frame_cosine=0.95
+                out=folders[layers],
+                random_init="tiny",
+                threads=1,
+                layers=layers,
+                min_frame_cosine=TINY_MIN_FRAME_COSINE,
             )
         )
     return folders

@@ -3,10 +3,12 @@ from __future__ import annotations
 import base64
 import json
 import math
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -104,6 +106,25 @@ def test_missing_or_wrong_key_is_401(client: TestClient, key: str | None) -> Non
     assert_error(*post(client, payload(SAMPLE), key=key), 401, "API key")
 
 
+def test_401_says_where_the_key_goes_and_where_it_is_kept_but_not_the_key(client: TestClient) -> None:
+    status, body = post(client, payload(SAMPLE), key="wrong")
+    assert status == 401
+    message = str(body["message"])
+    assert "x-api-key header" in message
+    assert "API_KEY" in message
+    assert "API_KEY_FILE" in message
+    assert "scripts/serve" in message
+    assert API_KEY not in message
+
+
+@pytest.mark.parametrize("raw", [b"", b" \r\n\t "])
+def test_empty_body_is_400_saying_it_is_empty_and_what_to_send(client: TestClient, raw: bytes) -> None:
+    status, body = post_raw(client, raw)
+    assert_error(
+        status, body, 400, "body is empty: send a JSON object with language, audioFormat, audioBase64"
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
@@ -161,14 +182,15 @@ HUGE_NUMBER = (
 )
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00garbage", b"", b"[" * 100_000, HUGE_NUMBER])
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00garbage", b"[" * 100_000, HUGE_NUMBER])
 def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:
-    response = client.post(
-        "/api/voice-detection",
-        content=raw,
-        headers={"x-api-key": API_KEY, "content-type": "application/json"},
-    )
-    assert_error(response.status_code, response.json(), 400, "JSON")
+    assert_error(*post_raw(client, raw), 400, "JSON")
+
+
+def post_raw(client: TestClient, raw: bytes) -> tuple[int, dict[str, object]]:
+    headers = {"x-api-key": API_KEY, "content-type": "application/json"}
+    response = client.post("/api/voice-detection", content=raw, headers=headers)
+    return response.status_code, response.json()
 
 
 def test_line_wrapped_and_data_uri_base64_are_accepted(client: TestClient) -> None:
@@ -229,7 +251,7 @@ def test_overload_is_503_with_retry_after(settings: Settings) -> None:
         gate, entered = threading.Event(), threading.Event()
         results: list[int] = []
 
-        def slow(audio: bytes, deadline: float | None = None) -> Detection:
+        def slow(audio: bytes | BinaryIO, deadline: float | None = None) -> Detection:
             entered.set()
             gate.wait(10)
             return original(audio, deadline)
@@ -274,7 +296,7 @@ def test_not_ready_is_503(settings: Settings) -> None:
 def test_internal_error_is_500_without_internals(settings: Settings) -> None:
     with serving(settings) as (client, runtime):
 
-        def broken(audio: bytes, deadline: float | None = None) -> Detection:
+        def broken(audio: bytes | BinaryIO, deadline: float | None = None) -> Detection:
             raise RuntimeError("secret path /opt/internal/thing")
 
         runtime.analyse = broken  # type: ignore[method-assign]
@@ -316,6 +338,31 @@ def test_every_response_of_a_random_weights_graph_says_so(client: TestClient) ->
     assert all(r.headers["x-voicecheck-weights"].startswith("random-init") for r in responses)
 
 
+def test_every_verdict_says_where_the_weights_came_from(settings: Settings) -> None:
+    files = {"file": ("clip.mp3", SAMPLE, "audio/mpeg"), "language": (None, "English", None)}
+    with serving(settings) as (client, runtime):
+        random_init = post(client, payload(SAMPLE))[1]
+        uploaded = client.post("/api/voice-detection/file", files=files, headers={"x-api-key": API_KEY})
+        runtime.manifest = replace(runtime.manifest, source=ModelOrigin(kind="pretrained"))
+        pretrained = post(client, payload(SAMPLE))[1]
+    assert random_init["weights"] == "random-init"
+    assert uploaded.json()["weights"] == "random-init"
+    assert pretrained["weights"] == "pretrained"
+    assert {k: v for k, v in pretrained.items() if k != "weights"} == {
+        k: v for k, v in random_init.items() if k != "weights"
+    }
+
+
+def test_a_manifest_with_an_unknown_weights_origin_is_refused(tiny_artifacts: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "artifacts"
+    shutil.copytree(tiny_artifacts, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["source"]["kind"] = "fine-tuned"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactsError, match="pretrained or random-init"):
+        Artifacts(folder).load()
+
+
 def test_pretrained_graph_answers_without_the_warning(settings: Settings) -> None:
     with serving(settings) as (client, runtime):
         runtime.manifest = replace(runtime.manifest, source=ModelOrigin(kind="pretrained"))
@@ -330,6 +377,9 @@ def test_openapi_describes_the_contract(client: TestClient) -> None:
     assert {"200", "400", "401", "413", "415", "503"} <= set(operation["responses"])
     schema = spec["components"]["schemas"]["Request"]
     assert schema["required"] == ["language", "audioFormat", "audioBase64"]
+    detection = spec["components"]["schemas"]["Detection"]
+    assert "weights" in detection["required"]
+    assert detection["properties"]["weights"]["enum"] == ["pretrained", "random-init"]
 
 
 def test_openapi_is_built_from_every_http_route(client: TestClient) -> None:

@@ -104,7 +104,7 @@ def test_streams_without_a_length_stop_at_the_limit() -> None:
             return np.full((frames, 1), 0.1, dtype=np.float32)
 
     with pytest.raises(AudioError, match="longer than"):
-        _read_resampled(Endless(), AudioLimits(max_seconds=10.0))
+        list(_read_resampled(Endless(), AudioLimits(max_seconds=10.0)))
 
 
 def test_channel_and_rate_bounds() -> None:

@@ -33,12 +33,14 @@ def test_export_stage_uses_cpu_torch_and_real_weights_by_default() -> None:
     assert "export.calibrate" in export
 
 
-def test_one_corpus_package_list_read_by_dockerfile_serve_and_corpus_builder() -> None:
+def test_one_corpus_package_list_read_by_dockerfile_scripts_and_corpus_builder() -> None:
     listed = (ROOT / "scripts" / "corpus-packages.txt").read_text().split()
     assert {"asterisk-core-sounds-en", "asterisk-core-sounds-en-wav", "espeak-ng", "flite"} <= set(listed)
+    for script in ("serve", "test"):  # both through install.sh
+        assert "install_corpus_tools" in (ROOT / "scripts" / script).read_text()
     for user in (
         DOCKERFILE,
-        (ROOT / "scripts" / "serve").read_text(),
+        (ROOT / "scripts" / "install.sh").read_text(),
         (ROOT / "export" / "devcorpus.py").read_text(),
     ):
         assert "corpus-packages.txt" in user

@@ -11,6 +11,7 @@ import pytest
 
 from export.pipeline import ExportError, ExportOptions, run_export
 from service.artifacts import Artifacts
+from tests.conftest import TINY_MIN_FRAME_COSINE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,10 +49,12 @@ def test_manifest_records_source_recipe_fidelity_and_versions(tiny_artifacts: Pa
     search = recipe["recipe_search"]
     assert search[0]["convs"] == "int8"  # the fastest candidate is always tried first
     assert search[-1]["convs"] == recipe["convs"]
-    assert search[-1]["frame_cosine_min"] >= 0.98
-    assert all(attempt["frame_cosine_min"] < 0.98 for attempt in search[:-1])
     fidelity = manifest["fidelity"]
-    assert 0.98 <= fidelity["frame_cosine_min"] <= fidelity["frame_cosine_mean"] <= 1.0 + 1e-6
+    floor = fidelity["min_frame_cosine_floor"]
+    assert floor == TINY_MIN_FRAME_COSINE
+    assert search[-1]["frame_cosine_min"] >= floor
+    assert all(attempt["frame_cosine_min"] < floor for attempt in search[:-1])
+    assert floor <= fidelity["frame_cosine_min"] <= fidelity["frame_cosine_mean"] <= 1.0 + 1e-6
     assert fidelity["relative_l2"] > 0
     assert manifest["latency_5s"]["torch_fp32_ms"] > 0
     assert manifest["latency_5s"]["onnx_int8_ms"] > 0
@@ -75,20 +78,30 @@ def test_fidelity_floor_rejects_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_float_convs_skip_the_search(tmp_path: Path) -> None:
-    manifest = run_export(ExportOptions(out=tmp_path, random_init="tiny", threads=1, convs="float"))
+    manifest = run_export(
+        ExportOptions(
+            out=tmp_path, random_init="tiny", threads=1, convs="float", min_frame_cosine=TINY_MIN_FRAME_COSINE
+        )
+    )
     assert [a["convs"] for a in manifest.quantization["recipe_search"]] == ["float"]
     assert "Conv" not in manifest.quantization["op_types_to_quantize"]
 
 
 def test_reexport_is_reproducible(tiny_artifacts: Path, tmp_path: Path) -> None:
-    run_export(ExportOptions(out=tmp_path, random_init="tiny", threads=1))
+    run_export(
+        ExportOptions(out=tmp_path, random_init="tiny", threads=1, min_frame_cosine=TINY_MIN_FRAME_COSINE)
+    )
     first = Artifacts(tiny_artifacts).manifest().graph.sha256
     second = Artifacts(tmp_path).manifest().graph.sha256
     assert first == second
 
 
 def test_other_seed_gives_another_graph(tiny_artifacts: Path, tmp_path: Path) -> None:
-    run_export(ExportOptions(out=tmp_path, random_init="tiny", seed=7, threads=1))
+    run_export(
+        ExportOptions(
+            out=tmp_path, random_init="tiny", seed=7, threads=1, min_frame_cosine=TINY_MIN_FRAME_COSINE
+        )
+    )
     first = Artifacts(tiny_artifacts).manifest().graph.sha256
     assert Artifacts(tmp_path).manifest().graph.sha256 != first
 
@@ -101,7 +114,13 @@ def test_range_audio_folder_of_recordings_is_used(tmp_path: Path) -> None:
     for i in range(6):
         (audio_dir / f"clip{i}.flac").write_bytes(encode(speech(3.0, seed=50 + i), 16_000, "FLAC"))
     manifest = run_export(
-        ExportOptions(out=tmp_path / "out", random_init="tiny", range_audio=audio_dir, threads=1)
+        ExportOptions(
+            out=tmp_path / "out",
+            random_init="tiny",
+            range_audio=audio_dir,
+            threads=1,
+            min_frame_cosine=TINY_MIN_FRAME_COSINE,
+        )
     )
     range_set = manifest.quantization["range_calibration_set"]
     assert range_set["kind"] == "recordings"
@@ -162,7 +181,7 @@ def test_k_layer_export_is_smaller_and_its_manifest_says_k(layered_artifacts: di
     assert cut.graph.bytes < full.graph.bytes
     assert cut.graph.op_counts["Softmax"] == 1 < full.graph.op_counts["Softmax"]
     # against torch FP32 of the same one-layer model
-    assert cut.fidelity["frame_cosine_min"] >= cut.fidelity["min_frame_cosine_floor"] > 0.9
+    assert cut.fidelity["frame_cosine_min"] >= cut.fidelity["min_frame_cosine_floor"]
     assert json.loads(Artifacts(layered_artifacts[1]).votes_file.read_text())["provenance"]["layers"] == 1
 
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 from service.detector import analysis_windows
 from service.settings import Settings, SettingsError
 from service.stream import WindowAssembler
+from service.stream_client import load_samples
 from tests.conftest import API_KEY, encode, make_client, payload, post, serving, speech
 
 ROUTE = "/api/voice-detection/stream"
@@ -222,21 +226,126 @@ def test_unusable_stream_gets_the_json_routes_error(
     assert words in str(body["message"])
 
 
-def test_open_streams_count_against_the_inference_limit(settings: Settings) -> None:
+def test_nine_trickling_streams_leave_the_json_route_free(settings: Settings) -> None:
+    """Issue #19, defect 6: streams that trickle audio hold no inference place (default limits)."""
+    with serving(settings) as (app, runtime), contextlib.ExitStack() as streams:
+        for _ in range(9):
+            ws = streams.enter_context(app.websocket_connect(ROUTE, headers=HEADERS))
+            ws.send_text(start())
+            ws.send_bytes(b"\x00\x01")
+        time.sleep(0.5)  # the nine are admitted and waiting for their next frame
+        began = time.monotonic()
+        status, body = post(app, payload(encode(speech(2.0), 16_000, "WAV")))
+        assert (status, time.monotonic() - began < 10) == (200, True), body
+        assert runtime.limiter.pending == 0
+
+
+def test_a_window_takes_an_inference_place_only_while_it_is_analysed(settings: Settings) -> None:
     with (
-        serving(settings, max_concurrent=1, max_queue=0) as (busy, runtime),
-        busy.websocket_connect(ROUTE, headers=HEADERS) as ws,
+        serving(settings, max_concurrent=1, max_queue=0) as (app, runtime),
+        app.websocket_connect(ROUTE, headers=HEADERS) as ws,
     ):
         ws.send_text(start())
-        for frame in frames(pcm(speech(5.0)), 32_000):
+        for frame in frames(pcm(speech(5.5)), 32_000):
             ws.send_bytes(frame)
-        assert ws.receive_json()["type"] == "segment"  # the stream is admitted and running
-        assert runtime.limiter.pending == 1
-        status, body = post(busy, payload(encode(speech(2.0), 16_000, "WAV")))
-        assert (status, body["message"]) == (503, "the service is busy; retry in a few seconds")
+        assert ws.receive_json()["type"] == "segment"  # analysed, and its place given back
+        assert runtime.limiter.pending == 0
+        status, _ = post(app, payload(encode(speech(2.0), 16_000, "WAV")))
+        assert status == 200
         ws.send_text(json.dumps({"type": "end"}))
-        assert ws.receive_json()["type"] == "summary"
-    assert runtime.limiter.pending == 0
+        assert [ws.receive_json()["type"] for _ in range(2)] == ["segment", "summary"]
+
+
+def test_streams_beyond_stream_max_open_are_told_to_retry(settings: Settings) -> None:
+    with (
+        serving(settings, stream_max_open=2) as (app, runtime),
+        app.websocket_connect(ROUTE, headers=HEADERS) as first,
+        app.websocket_connect(ROUTE, headers=HEADERS) as second,
+    ):
+        for ws in (first, second):
+            ws.send_text(start())
+        with app.websocket_connect(ROUTE, headers=HEADERS) as third:
+            expect_close(third, 1013, "2 streams are open")
+        assert runtime.metrics.streams_active == 2
+
+
+def test_stream_max_open_must_leave_connections_for_http() -> None:
+    assert Settings.from_env({"API_KEY": "k", "STREAM_MAX_OPEN": "3"}).stream_max_open == 3
+    assert Settings.from_env({"API_KEY": "k"}).stream_max_open == 16
+    assert Settings.from_env({"API_KEY": "k", "MAX_CONNECTIONS": "10"}).stream_max_open == 5
+    with pytest.raises(SettingsError, match="STREAM_MAX_OPEN must be below MAX_CONNECTIONS"):
+        Settings.from_env({"API_KEY": "k", "STREAM_MAX_OPEN": "64", "MAX_CONNECTIONS": "64"})
+
+
+def test_a_lone_surrogate_key_is_a_wrong_key_not_a_bug(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #19, defects 4 and 15: once 1011 and a UnicodeEncodeError in the log."""
+    with client.websocket_connect(ROUTE) as ws:
+        ws.send_text(start(apiKey="\ud800"))
+        expect_close(ws, 1008, "API key")
+    assert not [r for r in caplog.records if r.name == "voicecheck.error"]
+
+
+def test_streams_are_logged_and_counted_like_requests(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="voicecheck.access")
+    with client.websocket_connect(ROUTE, headers=HEADERS) as ws:
+        ws.send_text(start())
+        for frame in frames(pcm(speech(6.0)), 32_000):
+            ws.send_bytes(frame)
+        ws.send_text(json.dumps({"type": "end"}))
+        assert [ws.receive_json()["type"] for _ in range(3)] == ["segment", "segment", "summary"]
+    with client.websocket_connect(ROUTE) as ws:
+        ws.send_text(start(apiKey="wrong"))
+        expect_close(ws, 1008, "API key")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "voicecheck.access"]
+    streams = [line for line in lines if line["route"] == ROUTE]
+    assert [(s["close_code"], s["segments"], s["audio_seconds"]) for s in streams] == [
+        (1000, 2, 6.0),
+        (1008, 0, 0.0),
+    ]
+    assert all(s["method"] == "WEBSOCKET" and s["ms"] >= 0 and len(s["request_id"]) == 16 for s in streams)
+    assert "wrong" not in caplog.text
+    metrics = client.get("/metrics").text
+    for series in (
+        "voicecheck_streams_opened_total 2",
+        "voicecheck_streams_active 0",
+        'voicecheck_streams_closed_total{code="1000"} 1',
+        'voicecheck_streams_closed_total{code="1008"} 1',
+        "voicecheck_stream_segments_total 2",
+    ):
+        assert series in metrics.splitlines(), series
+
+
+def test_float_samples_give_the_json_routes_answer_for_a_float_file(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """pcm_f32le carries a file's decoded samples exactly: an MP3 streamed as the samples the
+    client decodes gets the JSON route's answer for the MP3 itself (16-bit PCM would round them)."""
+    mp3 = encode(speech(10.0, seed=9), 22_050, "MP3")  # 7.3 s at 22.05 kHz
+    (tmp_path / "call.mp3").write_bytes(mp3)
+    samples, rate = load_samples(tmp_path / "call.mp3")
+    with client.websocket_connect(ROUTE, headers=HEADERS) as ws:
+        ws.send_text(start(rate, encoding="pcm_f32le"))
+        for frame in frames(samples.astype("<f4").tobytes(), 4_001):  # samples split across frames
+            ws.send_bytes(frame)
+        ws.send_text(json.dumps({"type": "end"}))
+        summary = [ws.receive_json() for _ in range(3)][-1]
+    assert summary.pop("type") == "summary"
+    status, answer = post(client, payload(mp3))
+    assert (status, summary) == (200, answer)
+
+
+@pytest.mark.parametrize("value", [float("nan"), 40.0])
+def test_float_samples_beyond_full_scale_are_corrupt(client: TestClient, value: float) -> None:
+    samples = speech(2.0).astype("<f4")
+    samples[100] = value
+    with client.websocket_connect(ROUTE, headers=HEADERS) as ws:
+        ws.send_text(start(encoding="pcm_f32le"))
+        ws.send_bytes(samples.tobytes())
+        expect_close(ws, 1003, "audio is corrupt")
 
 
 def test_not_ready_stream_is_told_to_retry(settings: Settings) -> None:
