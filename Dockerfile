@@ -43,6 +43,8 @@ RUN case "$WEIGHTS" in \
  && python -m export $source --range-audio /corpus --out /artifacts
 RUN python -m export.calibrate /corpus --artifacts /artifacts --cache /tmp/measurements.npz \
  && python -m export.evaluate /corpus --artifacts /artifacts --cache /tmp/measurements.npz --robustness 100
+# which wav2vec2 layer these weights favour for the hidden-state vote: a table in the build log
+RUN python -m export.layerscan /corpus --artifacts /artifacts
 
 FROM python:3.11-slim-bookworm AS runtime
 ARG WEIGHTS

@@ -8,6 +8,7 @@ from typing import Any
 def markdown(results: dict[str, Any]) -> str:
     model = results["model"]
     random = model["source"].get("kind") == "random-init"
+    full, same = model["references"]["full"], model["references"]["same_layers"]
     lines = [
         "# Benchmark results",
         "",
@@ -19,18 +20,19 @@ def markdown(results: dict[str, Any]) -> str:
             else f"Weights: {model['source']}."
         ),
         "",
-        f"## Model only ({model['threads']} threads), median / p90 ms, per-frame cosine min vs torch FP32",
+        f"## Model only ({model['threads']} threads), median / p90 ms, per-frame cosine min vs {same}",
         "",
-        "| variant | 1 s | 5 s | 10 s | 5 s vs torch FP32 |",
-        "|---|---|---|---|---|",
+        f"| variant | 1 s | 5 s | 10 s | 5 s vs {full} | 5 s vs {same} |",
+        "|---|---|---|---|---|---|",
     ]
-    torch_5 = model["variants"]["torch FP32"]["5s"]["median_ms"]
+    full_5, same_5 = (model["variants"][name]["5s"]["median_ms"] for name in (full, same))
     for name, row in model["variants"].items():
         cells = [
-            f"{row[k]['median_ms']} / {row[k]['p90_ms']} (cos {row[k]['frame_cosine_min']})"
+            f"{row[k]['median_ms']} / {row[k]['p90_ms']} (cos {row[k]['frame_cosine_min'] or '—'})"
             for k in ("1s", "5s", "10s")
         ]
-        lines.append(f"| {name} | {' | '.join(cells)} | {row['5s']['median_ms'] / torch_5:.2f}x |")
+        ratios = f"{row['5s']['median_ms'] / full_5:.2f}x | {row['5s']['median_ms'] / same_5:.2f}x"
+        lines.append(f"| {name} | {' | '.join(cells)} | {ratios} |")
     svc = results.get("service")
     if svc:
         soak = svc["soak"]

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from export.model import PRETRAINED
+from export.model import ALL_LAYERS, DEFAULT_LAYERS, PRETRAINED
 from export.pipeline import ExportError, ExportOptions, SourceUnavailable, run_export
 from export.quantize import CONV_CHOICES, QuantRecipe
 from service.artifacts import Artifacts
@@ -33,6 +33,15 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
         choices=("base", "tiny"),
         default=None,
         help="no download: random weights, base-size or tiny architecture (offline and tests)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        choices=range(1, ALL_LAYERS + 1),
+        default=DEFAULT_LAYERS,
+        metavar="K",
+        help="transformer layers to keep, 1-12: the graph ends at layer K and the hidden-state vote "
+        "reads it (default: %(default)s; docs/export.md#how-many-layers)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights and synthetic audio")
     parser.add_argument(

@@ -260,6 +260,7 @@ def calibrate(
     provenance = VoteProvenance(
         graph_sha256=sha256_of(artifacts.graph),
         source="calibrate",
+        layers=artifacts.manifest().source.layers,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         model=f"per vote: L2 logistic regression (l2={L2}) on standardised measurements, group-balanced"
         + (f"; threshold where every held-out human group keeps {SPECIFICITY:.0%}" if SPECIFICITY else ""),

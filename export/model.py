@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -26,8 +26,12 @@ TINY_CONFIG: dict[str, Any] = {
     "num_conv_pos_embeddings": 16,
     "num_conv_pos_embedding_groups": 4,
 }
+# Transformer layers kept by default: the first 4-6 layers of a base-size model are the most
+# discriminative for deepfake detection (docs/export.md#how-many-layers).
+DEFAULT_LAYERS = 4
 HUB_PROBE_SECONDS = 5.0
 CHUNKED_LAYERS = 3
+ALL_LAYERS = 12  # wav2vec2-base's transformer layers; the most ``--layers`` takes
 RANDOM_CONFIGS: dict[str, dict[str, Any]] = {"base": {}, "tiny": TINY_CONFIG}
 
 
@@ -41,12 +45,15 @@ class ModelSource:
     revision: str | None = None
     random_init: str | None = None
     seed: int = 0
+    layers: int = DEFAULT_LAYERS  # transformer layers kept (all of a model that has fewer)
 
     @classmethod
     def of(cls, origin: ModelOrigin) -> ModelSource:
-        """The source a manifest records, to load the same model again."""
+        """The source a manifest records, to load the same model again (every layer when it does
+        not say how many: manifests from before ``--layers``)."""
         random_init = origin.architecture if origin.random_weights else None
-        return cls(origin.model_id or PRETRAINED, origin.revision, random_init, origin.seed or 0)
+        layers = origin.layers or ALL_LAYERS
+        return cls(origin.model_id or PRETRAINED, origin.revision, random_init, origin.seed or 0, layers)
 
     def describe(self) -> ModelOrigin:
         if self.random_init:
@@ -54,19 +61,36 @@ class ModelSource:
                 kind="random-init",
                 architecture=self.random_init,
                 seed=self.seed,
+                layers=self.layers,
                 warning="random weights: not the pretrained model",
             )
-        return ModelOrigin(kind="pretrained", model_id=self.model_id, revision=self.revision)
+        return ModelOrigin(
+            kind="pretrained", model_id=self.model_id, revision=self.revision, layers=self.layers
+        )
 
 
 def load_model(source: ModelSource) -> tuple[Wav2Vec2Model, ModelSource]:
-    """The model in eval mode, with the revision actually resolved when pretrained."""
+    """The model in eval mode, cut to ``source.layers``, with the revision actually resolved when
+    pretrained and the layers actually kept."""
     model = _random_model(source) if source.random_init else _pretrained_model(source)
     model.eval()
     strip_weight_norm(model)
-    if not source.random_init:
-        source = ModelSource(source.model_id, getattr(model.config, "_commit_hash", None))
-    return model, source
+    layers = keep_layers(model, source.layers)
+    revision = source.revision if source.random_init else getattr(model.config, "_commit_hash", None)
+    return model, replace(source, revision=revision, layers=layers)
+
+
+def keep_layers(model: Wav2Vec2Model, layers: int) -> int:
+    """Drop the transformer layers after ``layers`` (a model with fewer keeps them all); returns
+    how many are kept. In base-size models (``do_stable_layer_norm=False``) the encoder's LayerNorm
+    comes before the layers, so the cut model's last hidden state is the full model's
+    ``hidden_states[layers]``."""
+    if layers < 1:
+        raise ValueError(f"--layers must be at least 1, not {layers}")
+    layers = min(layers, len(model.encoder.layers))
+    model.encoder.layers = model.encoder.layers[:layers]
+    model.config.num_hidden_layers = layers
+    return layers
 
 
 def _random_model(source: ModelSource) -> Wav2Vec2Model:

@@ -18,7 +18,7 @@ import torch
 from export.calibrate import fit_votes
 from export.corpus import feature_row
 from export.manifest import build_manifest
-from export.model import PRETRAINED, ModelLoadError, ModelSource, for_export, load_model
+from export.model import DEFAULT_LAYERS, PRETRAINED, ModelLoadError, ModelSource, for_export, load_model
 from export.onnx_export import export_fp32
 from export.quantize import CONV_CHOICES, QuantRecipe, quantize
 from export.synthetic import labelled_clips, speech_like
@@ -52,6 +52,7 @@ class ExportOptions:
     revision: str | None = None
     random_init: str | None = None
     seed: int = 0
+    layers: int = DEFAULT_LAYERS  # transformer layers kept: the graph ends at this one
     range_audio: Path | None = None  # audio that sets the INT8 activation ranges
     min_frame_cosine: float = 0.98
     threads: int = 2
@@ -81,10 +82,11 @@ def run_export(options: ExportOptions) -> Manifest:
     log("loading model")
     try:
         model, source = load_model(
-            ModelSource(options.model, options.revision, options.random_init, options.seed)
+            ModelSource(options.model, options.revision, options.random_init, options.seed, options.layers)
         )
     except ModelLoadError as exc:
         raise SourceUnavailable(str(exc)) from exc
+    log(f"keeping transformer layers 1-{source.layers}")
     audio = audio_sets(options)
     options.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=options.out) as tmp:
@@ -130,7 +132,7 @@ def run_export(options: ExportOptions) -> Manifest:
             latency_5s={**timing, "threads": options.threads},
         )
         log("learning provisional (uncalibrated) votes from the synthetic toy set")
-        staging.write(manifest, provisional_votes(encoder, manifest.graph.sha256, options.seed))
+        staging.write(manifest, provisional_votes(encoder, manifest, options.seed))
         staging.move_to(Artifacts(options.out))
     return manifest
 
@@ -176,13 +178,14 @@ def _windows(waveform: np.ndarray) -> list[np.ndarray]:
     return [waveform[a:b] for a, b in split_windows(len(waveform), RANGE_WINDOW_SECONDS)]
 
 
-def provisional_votes(encoder: Encoder, graph_sha256: str, seed: int) -> VoteRules:
+def provisional_votes(encoder: Encoder, manifest: Manifest, seed: int) -> VoteRules:
     clips = labelled_clips(TOY_CLIPS, 3.0, seed=seed * 1000 + 900)
     values = np.array([feature_row(encoder, clip, DEFAULT_WINDOW_SECONDS) for clip, _ in clips])
     is_ai = np.array([not natural for _, natural in clips])
     provenance = VoteProvenance(
-        graph_sha256=graph_sha256,
+        graph_sha256=manifest.graph.sha256,
         source="export",
+        layers=manifest.source.layers,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         warning="uncalibrated: learned from synthetic toy signals, not speech; run voicecheck calibrate",
     )

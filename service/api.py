@@ -148,6 +148,7 @@ def health_report(runtime: Runtime) -> dict[str, Any]:
             "source": runtime.manifest.source.to_json(),
             "random_weights": runtime.random_weights,
             "graph_sha256": runtime.manifest.graph.sha256,
+            "layers": runtime.manifest.source.layers,
             "fidelity": runtime.manifest.fidelity,
         },
         "votes": {

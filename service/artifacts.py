@@ -42,6 +42,7 @@ class ModelOrigin:
     revision: str | None = None
     architecture: str | None = None
     seed: int | None = None
+    layers: int | None = None  # transformer layers the graph keeps (None: every one, older manifests)
     warning: str | None = None
 
     def __post_init__(self) -> None:
@@ -124,6 +125,12 @@ class Artifacts:
             rules = self.votes()
         except VotesFileError as exc:
             raise ArtifactsError(str(exc)) from exc
+        learned, served = rules.provenance.layers, manifest.source.layers
+        if learned is not None and learned != served:
+            raise ArtifactsError(
+                f"{self.votes_file} was learned on wav2vec2 layer {learned} but {self.graph} ends at layer "
+                f"{served or 'the last'}: re-run voicecheck calibrate (or export with --layers {learned})"
+            )
         if rules.provenance.graph_sha256 != manifest.graph.sha256:
             raise ArtifactsError(
                 f"{self.votes_file} was learned for another graph: re-run voicecheck calibrate "

@@ -23,6 +23,10 @@ DELEGATED = {
     "export": ("export.__main__", "export the INT8 graph, manifest and provisional votes"),
     "calibrate": ("export.calibrate", "learn the votes from a labelled folder (labels.csv)"),
     "evaluate": ("export.evaluate", "measure the votes on a labelled folder"),
+    "layers": (
+        "export.layerscan",
+        "score the hidden-state vote on every wav2vec2 layer of a labelled folder",
+    ),
 }
 
 

@@ -116,6 +116,7 @@ class VoteProvenance:
 
     graph_sha256: str  # the graph whose hidden states the hidden-state vote was fitted to
     source: str = "unknown"  # "export" or "calibrate"
+    layers: int | None = None  # that graph's transformer layers (the hidden state read is the last's)
     created: str | None = None
     warning: str | None = None
     model: str | None = None

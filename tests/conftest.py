@@ -64,6 +64,24 @@ def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def layered_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Tiny exports that keep one and both of its two transformer layers."""
+    folders = {}
+    for layers in (1, 2):
+        folders[layers] = tmp_path_factory.mktemp(f"layers-{layers}")
+        run_export(
+            ExportOptions(
+                out=folders[layers],
+                random_init="tiny",
+                threads=1,
+                layers=layers,
+                min_frame_cosine=TINY_MIN_FRAME_COSINE,
+            )
+        )
+    return folders
+
+
+@pytest.fixture(scope="session")
 def settings(tiny_artifacts: Path) -> Settings:
     return Settings(api_key=API_KEY, artifacts_dir=tiny_artifacts, threads=1)
 

@@ -322,6 +322,7 @@ def test_health_reports_random_weights_and_vote_provenance(client: TestClient, t
     assert body["status"] == "degraded"
     assert body["model"]["random_weights"] is True
     assert body["model"]["graph_sha256"] == manifest.graph.sha256
+    assert body["model"]["layers"] == manifest.source.layers == 2  # every layer of the tiny model
     assert body["votes"]["calibrated"] is False
     assert "uncalibrated" in body["votes"]["warning"]
 

@@ -18,7 +18,7 @@ from tests.conftest import encode, speech
 from tests.live import ROOT
 
 
-@pytest.mark.parametrize("command", ["serve", "scan", "stream", "export", "calibrate", "evaluate"])
+@pytest.mark.parametrize("command", ["serve", "scan", "stream", "export", "calibrate", "evaluate", "layers"])
 def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
@@ -30,7 +30,7 @@ def test_top_level_help_lists_the_subcommands() -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "service.cli", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
-    for command in ("serve", "scan", "stream", "export", "calibrate", "evaluate"):
+    for command in ("serve", "scan", "stream", "export", "calibrate", "evaluate", "layers"):
         assert command in shown
 
 

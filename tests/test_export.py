@@ -150,3 +150,52 @@ def test_range_audio_flag_keeps_its_old_name() -> None:
         options = parse_args(["--out", "o", flag, "corpus", "--range-method", "Entropy"])
         assert options.range_audio == Path("corpus")
         assert options.recipe.calibrate_method == "Entropy"
+
+
+def test_a_k_layer_graph_ends_at_layer_k(tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from export.model import ModelSource, for_export, load_model
+    from export.onnx_export import export_fp32
+    from export.synthetic import speech_like
+    from service.features import normalize_waveform
+
+    full, _ = load_model(ModelSource("tiny", random_init="tiny", layers=12))
+    cut, source = load_model(ModelSource("tiny", random_init="tiny", layers=1))
+    assert source.layers == len(cut.encoder.layers) == 1
+    assert len(full.encoder.layers) == 2  # --layers beyond the model's depth keeps every layer
+    batch = normalize_waveform(speech_like(2.0, 5, natural=True))[np.newaxis, :]
+    with torch.inference_mode():
+        states = full(torch.from_numpy(batch), output_hidden_states=True).hidden_states
+    graph = export_fp32(for_export(cut), tmp_path / "cut.onnx")
+    (ended,) = ort.InferenceSession(str(graph)).run(["last_hidden_state"], {"input_values": batch})
+    np.testing.assert_allclose(ended, states[1].numpy(), atol=1e-4)
+    assert np.abs(ended - states[2].numpy()).max() > 1e-2  # a hundred times the tolerance
+
+
+def test_k_layer_export_is_smaller_and_its_manifest_says_k(layered_artifacts: dict[int, Path]) -> None:
+    cut, full = (Artifacts(layered_artifacts[k]).manifest() for k in (1, 2))
+    assert (cut.source.layers, full.source.layers) == (1, 2)
+    assert cut.graph.bytes < full.graph.bytes
+    assert cut.graph.op_counts["Softmax"] == 1 < full.graph.op_counts["Softmax"]
+    # against torch FP32 of the same one-layer model
+    assert cut.fidelity["frame_cosine_min"] >= cut.fidelity["min_frame_cosine_floor"]
+    assert json.loads(Artifacts(layered_artifacts[1]).votes_file.read_text())["provenance"]["layers"] == 1
+
+
+def test_votes_learned_for_other_layers_are_refused(
+    layered_artifacts: dict[int, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from service.artifacts import ArtifactsError
+
+    mixed = Artifacts(tmp_path)
+    for source, target in zip(Artifacts(layered_artifacts[1]).files, mixed.files, strict=True):
+        shutil.copy(source, target)
+    shutil.copy(Artifacts(layered_artifacts[2]).votes_file, mixed.votes_file)
+    with pytest.raises(ArtifactsError, match=r"learned on wav2vec2 layer 2 but .* ends at layer 1"):
+        mixed.load()
+    assert Artifacts(layered_artifacts[1]).load()[0].source.layers == 1
