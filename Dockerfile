@@ -23,7 +23,7 @@ RUN torch=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"') \
     then pip install --index-url "$TORCH_INDEX" "$torch"; \
     else echo "the CPU wheel index cannot be reached: torch from the default index" >&2; pip install "$torch"; fi \
  && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['export']))" > /tmp/requirements.txt \
+x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + x['export'] + x['voices']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 COPY scripts scripts
 COPY service/__init__.py service/labels.py service/

