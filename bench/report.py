@@ -68,7 +68,8 @@ def markdown(results: dict[str, Any]) -> str:
     if render:
         outcome = (
             f"10 s clip answered in {render['clip_10s_seconds']} s (HTTP {render['status']}), "
-            f"cold start {render['cold_start_s']} s."
+            f"60 s clip in {render['clip_60s_seconds']} s (HTTP {render['clip_60s_status']}, wav2vec2 on "
+            f"{render['clip_60s_encoded_seconds']} s of it), cold start {render['cold_start_s']} s."
             if render["measured"]
             else f"not measured ({render['why']})."
         )
