@@ -80,11 +80,9 @@ FILLETS_GROUPS = {
     "human-fillets-warcraft": "warcraft/en/war-*.ogg",
     "human-fillets-viking": "viking2/en/dr-7-*.ogg",
 }
-# hedgewars-data's English voice packs (GFDL-1.3); not Robot (processed), not the other languages.
-HEDGEWARS_PACKS = (
-    *("British", "Classic", "Default", "Default_uk", "HillBilly"),
-    *("Mobster", "Pirate", "Singer", "Surfer"),
-)
+# hedgewars-data's English voice packs (GFDL-1.3); not Robot (processed), not the other languages
+# (Default_es, _pl, _ru, _uk, Russian, Russian_pl: "uk" is Ukrainian).
+HEDGEWARS_PACKS = ("British", "Classic", "Default", "HillBilly", "Mobster", "Pirate", "Singer", "Surfer")
 MIN_S, MAX_S = 0.8, 12.0
 CHANNELS = ("clean", "band8k", "gsm", "ulaw", "alaw", "opus12k", "mp3-24k", "noise", "reverb")
 SMALL_GROUP_COPIES = 3

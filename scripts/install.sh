@@ -37,12 +37,16 @@ install_voicecheck() {
 }
 
 # install_corpus_tools: the Debian packages of scripts/corpus-packages.txt (the dev corpus and its
-# tests need espeak-ng, flite, lame, sox and ffmpeg), installed when run as root with apt-get;
+# tests need its engines, voices and recordings), installed when run as root with apt-get;
 # otherwise says what is missing and returns 1
 install_corpus_tools() {
   local missing packages
   packages=$(grep -v '^#' scripts/corpus-packages.txt | tr '\n' ' ')
-  missing=$(for t in espeak-ng flite lame sox ffmpeg; do command -v "$t" >/dev/null || echo "$t"; done)
+  if command -v dpkg-query >/dev/null; then
+    missing=$(for p in $packages; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done)
+  else
+    missing=$(for t in espeak-ng flite text2wave lame sox ffmpeg; do command -v "$t" >/dev/null || echo "$t"; done)
+  fi
   [ -z "$missing" ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing the dev-corpus tools (Debian packages: $packages)"

@@ -609,8 +609,11 @@ def label_metrics(report: ScanReport, labels: Path) -> dict[str, Any]:
     """The evaluation metrics of ``export.evaluate`` for the scanned files that ``labels`` lists."""
     import numpy as np
 
-    from export.corpus import read_labels
-    from export.metrics import report as metrics_report
+    try:
+        from export.corpus import read_labels
+        from export.metrics import report as metrics_report
+    except ImportError as exc:
+        raise ScanError(f"--labels needs the export extra ({exc}): pip install '.[export]'") from None
 
     if labels.name != "labels.csv":
         raise ScanError(

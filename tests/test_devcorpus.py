@@ -56,7 +56,8 @@ def test_builder_reads_only_the_allowed_sources() -> None:
         "voice_ked_diphone",
         "voice_cmu_us_slt_arctic_hts",
     }
-    assert not {"Robot", "Russian", "Default_es", "Default_pl", "Default_ru"} & set(devcorpus.HEDGEWARS_PACKS)
+    other_languages = {"Russian", "Russian_pl", "Default_es", "Default_pl", "Default_ru", "Default_uk"}
+    assert not {"Robot", *other_languages} & set(devcorpus.HEDGEWARS_PACKS)
 
 
 @pytest.mark.parametrize("name", sorted(devcorpus.RESYNTHESISERS))
