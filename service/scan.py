@@ -38,7 +38,7 @@ from service.errors import AudioError, ClientError
 from service.labels import AI, LABELS
 from service.malloc import limit_fragmentation, release_free_memory
 from service.model import Encoder, HiddenStates
-from service.settings import DEFAULT_LANGUAGES, DEFAULT_WINDOW_SECONDS
+from service.settings import DEFAULT_LANGUAGES, DEFAULT_WINDOW_SECONDS, WINDOW_SECONDS_RANGE
 from service.stream import WindowAssembler
 from service.verdict import VoteRules
 
@@ -59,7 +59,6 @@ CSV_COLUMNS = (
 )
 SUMMARY_FIELDS = ("file", "status", "classification", "confidenceScore", "seconds", "message")
 MAX_SECONDS = 3600.0
-WINDOW_RANGE = (2.0, 30.0)  # WINDOW_SECONDS' range in service/settings.py
 RETRIES = 1  # a file whose worker died is tried once more, then recorded as failed
 Warn = Callable[[str], None]
 
@@ -257,8 +256,8 @@ def _check(options: ScanOptions) -> tuple[FileOptions, str]:
         raise ScanError("--workers must be 1-64")
     if not 0 <= options.threads <= 64:
         raise ScanError("--threads must be 0-64 (0: the cores shared out between the workers)")
-    if not WINDOW_RANGE[0] <= options.window_seconds <= WINDOW_RANGE[1]:
-        raise ScanError(f"--window-seconds must be {WINDOW_RANGE[0]:g}-{WINDOW_RANGE[1]:g}")
+    if not WINDOW_SECONDS_RANGE[0] <= options.window_seconds <= WINDOW_SECONDS_RANGE[1]:
+        raise ScanError(f"--window-seconds must be {WINDOW_SECONDS_RANGE[0]:g}-{WINDOW_SECONDS_RANGE[1]:g}")
     if not 1.0 <= options.max_seconds <= MAX_SECONDS:
         raise ScanError(f"--max-seconds must be 1-{MAX_SECONDS:g}")
     if options.labels is not None and (options.labels.name != "labels.csv" or not options.labels.is_file()):

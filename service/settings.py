@@ -14,6 +14,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 N = TypeVar("N", int, float)
 # Peak memory grows with the analysis window (the feature encoder's activations; docs/benchmarks.md).
 DEFAULT_WINDOW_SECONDS = 5.0
+WINDOW_SECONDS_RANGE = (2.0, 30.0)
 
 
 class SettingsError(ValueError):
@@ -62,7 +63,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, 1024, 1 << 30),
             max_audio_seconds=_float(env, "MAX_AUDIO_SECONDS", defaults.max_audio_seconds, 1.0, 3600.0),
             min_audio_seconds=_float(env, "MIN_AUDIO_SECONDS", defaults.min_audio_seconds, 0.1, 10.0),
-            window_seconds=_float(env, "WINDOW_SECONDS", defaults.window_seconds, 2.0, 30.0),
+            window_seconds=_float(env, "WINDOW_SECONDS", defaults.window_seconds, *WINDOW_SECONDS_RANGE),
             max_concurrent=_int(env, "MAX_CONCURRENT", defaults.max_concurrent, 1, 64),
             max_queue=_int(env, "MAX_QUEUE", defaults.max_queue, 0, 1000),
             queue_timeout_seconds=_float(
