@@ -3,6 +3,7 @@ read a process's memory."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import json
@@ -20,6 +21,21 @@ from service.audio import SAMPLE_RATE, decode_audio
 from tests.live import ROOT, LiveServer, live_server
 
 SAMPLE = ROOT / "tests" / "data" / "sample-espeak.mp3"
+
+
+def bench_parser(script: str, description: str | None, out: Path) -> argparse.ArgumentParser:
+    """A bench script's arguments: the graph (--artifacts), onnxruntime threads, where results go."""
+    parser = argparse.ArgumentParser(
+        prog=f"python bench/{script}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=out)
+    return parser
+
+
 API_KEY = "bench-key"
 HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
 DETECT = "/api/voice-detection"

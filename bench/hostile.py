@@ -3,7 +3,6 @@ what each gets (status, time) and the server's peak RSS after it. Writes bench/h
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import io
@@ -22,7 +21,16 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import API_KEY, HEADERS, bench_server, memory_kb, mp3_body, reset_peak_rss, speech
+from bench.common import (
+    API_KEY,
+    HEADERS,
+    bench_parser,
+    bench_server,
+    memory_kb,
+    mp3_body,
+    reset_peak_rss,
+    speech,
+)
 from service.audio import quiet_decoder_notes
 from tests.live import ROOT
 
@@ -202,10 +210,7 @@ def concurrent_large_uploads(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python bench/hostile.py", description=__doc__)
-    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "hostile.json")
+    parser = bench_parser("hostile.py", __doc__, ROOT / "bench" / "hostile.json")
     args = parser.parse_args()
     quiet_decoder_notes()
     results: dict[str, object] = {}

@@ -6,7 +6,6 @@ Exits non-zero on any 5xx."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
@@ -22,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DETECT, HEADERS, bench_server, memory_kb, mp3_body, summary
+from bench.common import DETECT, HEADERS, bench_parser, bench_server, memory_kb, mp3_body, summary
 from service.audio import quiet_decoder_notes
 from tests.live import ROOT
 
@@ -115,12 +114,9 @@ def load_check(url: str, concurrency: int, seconds: float, seed: int) -> dict[st
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python bench/load.py", description=__doc__)
-    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
+    parser = bench_parser("load.py", __doc__, ROOT / "bench" / "load.json")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "load.json")
     args = parser.parse_args()
     quiet_decoder_notes()
     with bench_server(

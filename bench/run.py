@@ -8,7 +8,6 @@ Writes bench/results.json and bench/results.md. Figures from random-init weights
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -19,6 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import bench_parser
 from bench.freetier import render_free_tier
 from bench.install import runtime_install_size
 from bench.report import markdown
@@ -28,13 +28,10 @@ from tests.live import ROOT
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__)
-    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser("run.py", __doc__, ROOT / "bench")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--soak", type=int, default=1000, help="requests for the RSS growth check")
     parser.add_argument("--load-seconds", type=float, default=10.0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench")
     parser.add_argument("--skip", nargs="*", default=[], choices=["model", "service", "install", "render"])
     args = parser.parse_args()
     quiet_decoder_notes()

@@ -10,7 +10,6 @@ worker's floor (the graph and onnxruntime). Writes bench/scan_memory.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import speech
+from bench.common import bench_parser, speech
 from bench.ways import scan_run
 from service.artifacts import Artifacts
 from service.audio import SAMPLE_RATE
@@ -38,13 +37,8 @@ def long_file_scan(artifacts: Path, seconds: float, threads: int) -> dict[str, A
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
+    parser = bench_parser("scan_memory.py", __doc__, ROOT / "bench" / "scan_memory.json")
     parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "scan_memory.json")
     args = parser.parse_args()
     manifest = Artifacts(args.artifacts).manifest()
     results = {

@@ -14,7 +14,6 @@ server runs with DEADLINE_SECONDS=600 so that wav2vec2 sees every window on both
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
@@ -35,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import API_KEY, HEADERS, bench_server, memory_kb, mp3_body, speech
+from bench.common import API_KEY, HEADERS, bench_parser, bench_server, memory_kb, mp3_body, speech
 from export.synthetic import speech_like
 from service.audio import quiet_decoder_notes
 from service.stream_client import StreamOptions, load_pcm, play
@@ -160,10 +159,7 @@ def parity(url: str, http_url: str, folder: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python bench/streams.py", description=__doc__)
-    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "streams.json")
+    parser = bench_parser("streams.py", __doc__, ROOT / "bench" / "streams.json")
     args = parser.parse_args()
     quiet_decoder_notes()
     results: dict[str, object] = {}

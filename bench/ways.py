@@ -11,7 +11,6 @@ process's peak RSS (VmHWM, polled). Writes bench/ways.json. Figures from random-
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -28,7 +27,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import API_KEY, bench_server, memory_kb, speech, summary, timed
+from bench.common import API_KEY, bench_parser, bench_server, memory_kb, speech, summary, timed
 from export.synthetic import speech_like
 from service.artifacts import Artifacts
 from service.stream_client import StreamOptions, play
@@ -144,14 +143,9 @@ def scan_run(artifacts: Path, folder: Path, workers: int, threads: int) -> dict[
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser("ways.py", __doc__, ROOT / "bench" / "ways.json")
     parser.add_argument("--stream-seconds", type=float, default=60.0)
     parser.add_argument("--clips", type=int, default=200, help="clips for the scan (0: stream only)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "ways.json")
     args = parser.parse_args()
     manifest = Artifacts(args.artifacts).manifest()
     results: dict[str, Any] = {
