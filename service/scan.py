@@ -136,10 +136,11 @@ class Scanner:
         manifest, rules = folder.load()
         return cls(Encoder.load(folder.graph, threads), rules, manifest.source.kind)
 
-    def row(self, path: str, options: FileOptions) -> dict[str, Any]:
-        """One line of the output: the JSON route's answer for the file at ``path``, or the reason."""
+    def row(self, path: str, options: FileOptions, source: BinaryIO | None = None) -> dict[str, Any]:
+        """One line of the output: the JSON route's answer for the file at ``path`` (read from
+        ``source`` when given: a file object holding its bytes), or the reason."""
         try:
-            detection = self.analyse(path, options)
+            detection = self.analyse(path, options, source)
         except ClientError as exc:
             body: dict[str, Any] = error_body(exc.message)
         except OSError as exc:
@@ -151,7 +152,7 @@ class Scanner:
             }
         return {"file": file_text(path), **body, "weights": self.weights}
 
-    def analyse(self, path: str, options: FileOptions) -> Detection:
+    def analyse(self, path: str, options: FileOptions, source: BinaryIO | None = None) -> Detection:
         """The JSON route's detection, one window in memory at a time. Errors come in the JSON
         route's order: decoding, then the whole clip's checks, then the analysis."""
         limits = AudioLimits(max_seconds=options.max_seconds)
@@ -159,8 +160,8 @@ class Scanner:
         windows: list[Window] = []
         failed: list[AudioError] = []
         try:
-            with open(path, "rb") as source:
-                for block in resampled_blocks(source, limits):
+            with contextlib.nullcontext(source) if source is not None else open(path, "rb") as audio:
+                for block in resampled_blocks(audio, limits):
                     self._analyse(assembler.add(block), windows, failed)
             pieces, total = assembler.finish()
             check_decoded(total / SAMPLE_RATE, assembler.swing, limits)
