@@ -32,8 +32,8 @@ from export.corpus import FeatureTable, compute_features, read_labels
 from export.metrics import report
 from service.artifacts import Artifacts, sha256_of
 from service.audio import quiet_decoder_notes
+from service.detector import DEFAULT_WINDOW_SECONDS
 from service.model import Encoder
-from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import Z_CLIP, VoteModel, VoteProvenance, VoteRules
 from service.votes import MEASUREMENTS, VOTES
 

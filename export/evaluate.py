@@ -32,11 +32,9 @@ from export.calibrate import (
 from export.corpus import FeatureTable, compute_features, read_labels
 from export.metrics import report, roc_curve
 from export.robustness import PERTURBATIONS, Perturbation
-from service.artifacts import Artifacts
 from service.audio import quiet_decoder_notes
+from service.detector import DEFAULT_WINDOW_SECONDS, AnalysisOptions, Detector
 from service.labels import AI
-from service.model import Encoder
-from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import Verdict, VoteRules
 
 
@@ -107,9 +105,7 @@ def transfer_matrix(table: FeatureTable) -> dict[str, Any]:
 def robustness(
     table: FeatureTable,
     decided: list[Verdict],
-    encoder: Encoder,
-    rules: VoteRules,
-    window_seconds: float,
+    detector: Detector,
     count: int,
 ) -> dict[str, Any]:
     """Share of verdicts that change under each perturbation, on ``count`` clips spread over the corpus."""
@@ -118,9 +114,11 @@ def robustness(
     clips = [table.clips[i] for i in chosen]
     flips = {}
     for name, perturb in PERTURBATIONS.items():
-        changed = compute_features(clips, encoder, window_seconds, _as_file(perturb))
+        changed = compute_features(
+            clips, detector.encoder, detector.options.window_seconds, _as_file(perturb)
+        )
         flips[name] = float(
-            np.mean(np.array([v.classification for v in verdicts(changed, rules)]) != baseline)
+            np.mean(np.array([v.classification for v in verdicts(changed, detector.rules)]) != baseline)
         )
     return {"clips": len(chosen), "verdict_flip_rate": flips}
 
@@ -191,27 +189,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_budget_argument(parser)
     args = parser.parse_args(argv)
     quiet_decoder_notes()
-    artifacts = Artifacts(args.artifacts)
-    rules = artifacts.votes()
-    encoder = Encoder.load(artifacts.graph, args.threads)
+    detector = Detector.load(args.artifacts, args.threads, AnalysisOptions(args.window_seconds))
     table = compute_features(
         read_labels(args.data_dir),
-        encoder,
-        args.window_seconds,
+        detector.encoder,
+        detector.options.window_seconds,
         cache=args.cache,
         max_encoded_seconds=args.max_encoded_seconds,
     )
-    decided = verdicts(table, rules)
-    result = evaluate(table, decided, rules)
+    decided = verdicts(table, detector.rules)
+    result = evaluate(table, decided, detector.rules)
     if not args.no_cross_validation:
         exclude = tuple(f for f in args.exclude_families.split(",") if f)
         result["leave_one_group_out"] = cross_validate(table, exclude)
         result["family_out"] = family_out(table, exclude)
         result["generator_transfer"] = transfer_matrix(table)
     if args.robustness:
-        result["robustness"] = robustness(
-            table, decided, encoder, rules, args.window_seconds, args.robustness
-        )
+        result["robustness"] = robustness(table, decided, detector, args.robustness)
     report_path = args.report or args.artifacts / "evaluation.json"
     report_path.write_text(json.dumps({"data_dir": str(args.data_dir), **result}, indent=2) + "\n")
     plots = plot(table, decided, result, report_path.parent)

@@ -25,9 +25,8 @@ from export.synthetic import labelled_clips, speech_like
 from export.verify import compare, latency_ms
 from service.artifacts import Artifacts, Manifest
 from service.audio import decode_audio
-from service.detector import split_windows
+from service.detector import DEFAULT_WINDOW_SECONDS, split_windows
 from service.model import Encoder
-from service.settings import DEFAULT_WINDOW_SECONDS
 from service.verdict import VoteProvenance, VoteRules
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus"}

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -27,6 +27,8 @@ AUDIO_ERRORS = {400: "unusable audio: not MP3, WAV, FLAC or OGG, corrupt, too lo
 # refused before a parser sees it (libsndfile reads some twenty other formats).
 CONTAINERS = {"WAV", "WAVEX", "MP3", "FLAC", "OGG"}
 CONTAINER_MAGIC = (b"RIFF", b"fLaC", b"OggS", b"ID3")
+# Raw PCM a live stream may send: 16-bit integers, or float samples (a decoded file's, unchanged)
+PCM_ENCODINGS: dict[str, np.dtype[Any]] = {"pcm_s16le": np.dtype("<i2"), "pcm_f32le": np.dtype("<f4")}
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,6 @@ def decode_audio(data: bytes | BinaryIO, limits: AudioLimits | None = None) -> n
     16 kHz; raise AudioError for anything unusable."""
     limits = limits or AudioLimits()
     source = io.BytesIO(data) if isinstance(data, bytes) else data  # BytesIO shares the bytes
-    if not source.read(1):
-        raise AudioError("audio is empty")
-    source.seek(0)
     waveform = np.concatenate([*resampled_blocks(source, limits), np.zeros(0, np.float32)])
     _check_content(waveform, limits)
     return waveform
@@ -58,6 +57,8 @@ def resampled_blocks(source: BinaryIO, limits: AudioLimits) -> Iterator[np.ndarr
     decoded as they are read: memory stays that of one block whatever the length. Raises AudioError
     for anything unusable found on the way; the caller checks the whole (``check_decoded``)."""
     head = source.read(max(len(magic) for magic in CONTAINER_MAGIC))
+    if not head:
+        raise AudioError("audio is empty")
     source.seek(0)
     if not head.startswith(CONTAINER_MAGIC) and not _mpeg_audio(head):
         raise AudioError(NOT_ALLOWED)

@@ -12,7 +12,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from service.settings import DEFAULT_WINDOW_SECONDS, artifacts_dir
+from service.detector import DEFAULT_WINDOW_SECONDS
+from service.settings import artifacts_dir
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

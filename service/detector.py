@@ -1,4 +1,6 @@
-"""The pipeline after decoding: windows -> features -> votes -> verdict per window and per clip.
+"""The detector: ``Detector.load(artifacts).analyse(audio)`` and the pipeline under it, from
+decoded audio to windows -> features -> votes -> verdict per window and per clip. Torch-free, and
+nothing here knows about HTTP: the web service, the command line and export all call it.
 
 The signal features cover every window. wav2vec2, by far the slowest stage, runs on the windows an
 ``EncoderBudget`` affords: all of them when they fit, otherwise a subset spread evenly over the clip,
@@ -7,17 +9,36 @@ so that a slow CPU still answers by the deadline.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
+import soxr
 
-from service.audio import SAMPLE_RATE
+from service.artifacts import Artifacts, Manifest
+from service.audio import (
+    PCM_ENCODINGS,
+    SAMPLE_RATE,
+    AudioLimits,
+    check_decoded,
+    decode_audio,
+    resampled_blocks,
+)
 from service.errors import AudioError
-from service.model import HiddenStates
+from service.malloc import release_free_memory
+from service.model import Encoder, HiddenStates
 from service.verdict import Verdict, VoteRules
 from service.votes import hidden_measurements, signal_measurements
+
+# Peak memory grows with the analysis window (the feature encoder's activations; docs/benchmarks.md).
+DEFAULT_WINDOW_SECONDS = 5.0
+WINDOW_SECONDS_RANGE = (2.0, 30.0)
 
 MIN_ENCODED_SECONDS = 1.0  # the least audio wav2vec2 always gets, even past the budget
 PACE_MARGIN = 1.25  # the pace is a moving average: plan for runs this much slower
@@ -205,3 +226,185 @@ def detect(
     budget: EncoderBudget | None = None,
 ) -> Detection:
     return combine(rules, window_features(encoder, waveform, window_seconds, budget), len(waveform))
+
+
+@dataclass
+class WindowAssembler:
+    """PCM frames in, complete 16 kHz analysis windows out; holds at most one window of audio."""
+
+    sample_rate: int
+    window_seconds: float
+    encoding: str = "pcm_s16le"
+    max_peak: float = AudioLimits.corrupt_peak  # float samples beyond it are corrupt, as in a file
+    input_samples: int = 0
+    start: int = 0  # index (16 kHz) of the first sample of the window being filled
+    _sum: float = 0.0
+    _count: int = 0
+    _low: float = 0.0
+    _high: float = 0.0
+    _odd: bytes = b""
+    _parts: list[np.ndarray] = field(default_factory=list)
+    _buffered: int = 0
+
+    def __post_init__(self) -> None:
+        self._size = window_samples(self.window_seconds)
+        self._resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+
+    @property
+    def swing(self) -> float:
+        """The largest distance of a 16 kHz sample so far from their mean (DC offset removed)."""
+        mean = self._sum / max(self._count, 1)
+        return max(self._high - mean, mean - self._low)
+
+    @property
+    def input_seconds(self) -> float:
+        return self.input_samples / self.sample_rate
+
+    def feed(self, data: bytes) -> list[tuple[int, np.ndarray]]:
+        dtype = PCM_ENCODINGS[self.encoding]
+        data = self._odd + data
+        whole = len(data) - len(data) % dtype.itemsize
+        self._odd = data[whole:]
+        samples = np.frombuffer(data, dtype=dtype, count=whole // dtype.itemsize)
+        if dtype.kind == "i":
+            pcm = samples.astype(np.float32) / 32768.0
+        elif np.all(np.abs(samples) <= self.max_peak):  # also catches NaN
+            pcm = samples.astype(np.float32)
+        else:
+            raise AudioError("audio is corrupt: it holds samples far beyond full scale")
+        self.input_samples += len(pcm)
+        return self.add(self._resampler.resample_chunk(pcm))
+
+    def finish(self) -> tuple[list[tuple[int, np.ndarray]], int]:
+        """The windows still to analyse, and the stream's length in 16 kHz samples."""
+        windows = self.add(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        total = self.start + self._buffered
+        last_start, last_end = analysis_windows(total, self.window_seconds)[-1]
+        if self._buffered and last_start == self.start and last_end == total:
+            windows.append((self.start, np.concatenate(self._parts)))
+        self._parts, self._buffered = [], 0
+        return windows, total
+
+    def add(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """16 kHz samples already resampled (a file's, decoded by ``audio.resampled_blocks``)."""
+        if not len(chunk):
+            return []
+        self._sum += float(np.sum(chunk, dtype=np.float64))
+        self._low = min(self._low, float(chunk.min())) if self._count else float(chunk.min())
+        self._high = max(self._high, float(chunk.max())) if self._count else float(chunk.max())
+        self._count += len(chunk)
+        self._parts.append(chunk)
+        self._buffered += len(chunk)
+        windows = []
+        while self._buffered >= self._size:
+            joined = np.concatenate(self._parts)
+            windows.append((self.start, joined[: self._size]))
+            self.start += self._size
+            self._parts, self._buffered = [joined[self._size :]], len(joined) - self._size
+        return windows
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How a clip is analysed: its windows' length and what audio is accepted."""
+
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    limits: AudioLimits = field(default_factory=AudioLimits)
+
+    def __post_init__(self) -> None:
+        low, high = WINDOW_SECONDS_RANGE
+        if not low <= self.window_seconds <= high:
+            raise ValueError(f"window_seconds must be {low:g}-{high:g}, not {self.window_seconds!r}")
+
+
+Audio = bytes | BinaryIO | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A graph, its manifest and the votes learned for it, loaded once; each ``analyse`` gives a
+    ``Detection``. Thread-safe: onnxruntime sessions run concurrently."""
+
+    encoder: HiddenStates
+    rules: VoteRules
+    manifest: Manifest
+    options: AnalysisOptions = field(default_factory=AnalysisOptions)
+
+    @classmethod
+    def load(
+        cls, artifacts: str | os.PathLike[str], threads: int = 0, options: AnalysisOptions | None = None
+    ) -> Detector:
+        """The folder export wrote (model.onnx, manifest.json, votes.json), the votes checked to
+        belong to the graph (ArtifactsError says what to re-run). ``threads``: onnxruntime's intra-op
+        threads, 0 = every core."""
+        folder = Artifacts(Path(artifacts))
+        manifest, rules = folder.load()
+        return cls(Encoder.load(folder.graph, threads), rules, manifest, options or AnalysisOptions())
+
+    @property
+    def weights(self) -> str:
+        """ "pretrained" or "random-init": where the graph's weights came from (every answer says it)."""
+        return self.manifest.source.kind
+
+    def with_options(self, options: AnalysisOptions) -> Detector:
+        """The same loaded graph and votes, analysing with ``options``."""
+        return replace(self, options=options)
+
+    def analyse(self, audio: Audio, budget: EncoderBudget | None = None) -> Detection:
+        """Decode ``audio`` (its bytes, a file object open at its start, or a path) and classify
+        it; AudioError says why audio cannot be. Without ``budget`` the clip is decoded, resampled
+        and analysed one window at a time (memory does not grow with its length); with one
+        (wav2vec2 within a deadline) it is decoded whole so the encoded windows can be spread over it."""
+        try:
+            with _opened(audio) as source:
+                if budget is not None:
+                    return self.analyse_waveform(decode_audio(source, self.options.limits), budget)
+                return self._analyse_by_window(source)
+        finally:
+            release_free_memory()
+
+    def analyse_waveform(self, waveform: np.ndarray, budget: EncoderBudget | None = None) -> Detection:
+        """A decoded clip: float32 mono at 16 kHz (``audio.SAMPLE_RATE``)."""
+        return detect(self.encoder, self.rules, waveform, self.options.window_seconds, budget)
+
+    def assembler(self, sample_rate: int = SAMPLE_RATE, encoding: str = "pcm_f32le") -> WindowAssembler:
+        """Cuts PCM as it arrives (``feed``) or 16 kHz blocks (``add``) into this detector's windows."""
+        return WindowAssembler(
+            sample_rate, self.options.window_seconds, encoding, self.options.limits.corrupt_peak
+        )
+
+    def analyse_window(self, piece: np.ndarray, start: int) -> Window:
+        """One window of an assembler (``start``: its first sample's index at 16 kHz)."""
+        return analyse_window(self.encoder, piece, start)
+
+    def conclude(self, windows: list[Window], samples: int) -> Detection:
+        """The clip's detection from its analysed windows (``samples``: its length at 16 kHz)."""
+        return combine(self.rules, windows, samples)
+
+    def _analyse_by_window(self, source: BinaryIO) -> Detection:
+        """Errors in the whole-clip order: decoding, then the whole clip's checks, then the analysis."""
+        assembler = self.assembler()
+        windows: list[Window] = []
+        failed: list[AudioError] = []
+
+        def analyse(pieces: list[tuple[int, np.ndarray]]) -> None:
+            for start, piece in pieces if not failed else ():
+                try:
+                    windows.append(self.analyse_window(piece, start))
+                except AudioError as exc:
+                    failed.append(exc)
+
+        for block in resampled_blocks(source, self.options.limits):
+            analyse(assembler.add(block))
+        pieces, total = assembler.finish()
+        check_decoded(total / SAMPLE_RATE, assembler.swing, self.options.limits)
+        analyse(pieces)
+        if failed:
+            raise failed[0]
+        return self.conclude(windows, total)
+
+
+def _opened(audio: Audio) -> contextlib.AbstractContextManager[BinaryIO]:
+    if isinstance(audio, str | os.PathLike):
+        return open(audio, "rb")
+    return contextlib.nullcontext(io.BytesIO(audio) if isinstance(audio, bytes) else audio)

@@ -31,16 +31,19 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from service.artifacts import Artifacts, ArtifactsError
-from service.audio import SAMPLE_RATE, AudioLimits, check_decoded, quiet_decoder_notes, resampled_blocks
+from service.audio import AudioLimits, quiet_decoder_notes
 from service.contract import canonical_language, error_body, success_body
-from service.detector import Detection, Window, analyse_window, combine
-from service.errors import AudioError, ClientError
+from service.detector import (
+    DEFAULT_WINDOW_SECONDS,
+    WINDOW_SECONDS_RANGE,
+    AnalysisOptions,
+    Detection,
+    Detector,
+)
+from service.errors import ClientError
 from service.labels import AI, LABELS
-from service.malloc import limit_fragmentation, release_free_memory
-from service.model import Encoder, HiddenStates
-from service.settings import DEFAULT_LANGUAGES, DEFAULT_WINDOW_SECONDS, WINDOW_SECONDS_RANGE
-from service.stream import WindowAssembler
-from service.verdict import VoteRules
+from service.malloc import limit_fragmentation
+from service.settings import DEFAULT_LANGUAGES
 
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg")
 OUT_SUFFIXES = (".jsonl", ".csv")
@@ -124,21 +127,18 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
 
 @dataclass(frozen=True)
 class Scanner:
-    """The detector on files: a graph, its votes and where its weights came from."""
+    """The detector on files: each file's line of the output."""
 
-    encoder: HiddenStates
-    rules: VoteRules
-    weights: str  # "pretrained" or "random-init"
+    detector: Detector
 
     @classmethod
     def load(cls, artifacts: Path, threads: int) -> Scanner:
-        folder = Artifacts(artifacts)
-        manifest, rules = folder.load()
-        return cls(Encoder.load(folder.graph, threads), rules, manifest.source.kind)
+        return cls(Detector.load(artifacts, threads))
 
     def row(self, path: str, options: FileOptions, source: BinaryIO | None = None) -> dict[str, Any]:
         """One line of the output: the JSON route's answer for the file at ``path`` (read from
         ``source`` when given: a file object holding its bytes), or the reason."""
+        weights = self.detector.weights
         try:
             detection = self.analyse(path, options, source)
         except ClientError as exc:
@@ -147,40 +147,16 @@ class Scanner:
             body = error_body(f"could not read the file: {exc.strerror or exc}")
         else:
             body = {
-                **success_body(options.language, detection, self.weights),
+                **success_body(options.language, detection, weights),
                 "seconds": round(detection.seconds, 3),
             }
-        return {"file": file_text(path), **body, "weights": self.weights}
+        return {"file": file_text(path), **body, "weights": weights}
 
     def analyse(self, path: str, options: FileOptions, source: BinaryIO | None = None) -> Detection:
-        """The JSON route's detection, one window in memory at a time. Errors come in the JSON
-        route's order: decoding, then the whole clip's checks, then the analysis."""
+        """The JSON route's detection, one window in memory at a time."""
         limits = AudioLimits(max_seconds=options.max_seconds)
-        assembler = WindowAssembler(SAMPLE_RATE, options.window_seconds)
-        windows: list[Window] = []
-        failed: list[AudioError] = []
-        try:
-            with contextlib.nullcontext(source) if source is not None else open(path, "rb") as audio:
-                for block in resampled_blocks(audio, limits):
-                    self._analyse(assembler.add(block), windows, failed)
-            pieces, total = assembler.finish()
-            check_decoded(total / SAMPLE_RATE, assembler.swing, limits)
-            self._analyse(pieces, windows, failed)
-        finally:
-            release_free_memory()
-        if failed:
-            raise failed[0]
-        return combine(self.rules, windows, total)
-
-    def _analyse(
-        self, pieces: list[tuple[int, Any]], windows: list[Window], failed: list[AudioError]
-    ) -> None:
-        for start, piece in pieces:
-            if not failed:
-                try:
-                    windows.append(analyse_window(self.encoder, piece, start))
-                except AudioError as exc:
-                    failed.append(exc)
+        detector = self.detector.with_options(AnalysisOptions(options.window_seconds, limits))
+        return detector.analyse(path if source is None else source)
 
 
 def scan(options: ScanOptions, warn: Warn | None = None) -> ScanReport:

@@ -9,12 +9,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+from service.detector import DEFAULT_WINDOW_SECONDS, WINDOW_SECONDS_RANGE
+
 DEFAULT_LANGUAGES = ("Tamil", "English", "Hindi", "Malayalam", "Telugu")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 N = TypeVar("N", int, float)
-# Peak memory grows with the analysis window (the feature encoder's activations; docs/benchmarks.md).
-DEFAULT_WINDOW_SECONDS = 5.0
-WINDOW_SECONDS_RANGE = (2.0, 30.0)
 
 
 class SettingsError(ValueError):

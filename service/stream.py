@@ -23,20 +23,18 @@ from typing import Any
 
 import anyio
 import numpy as np
-import soxr
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from service.audio import SAMPLE_RATE, AudioLimits, check_audible
+from service.audio import PCM_ENCODINGS, SAMPLE_RATE, check_audible
 from service.contract import canonical_language, check_api_key, success_body
-from service.detector import Window, analysis_windows, combine, window_samples
-from service.errors import AudioError, ClientError
+from service.detector import Window
+from service.errors import ClientError
 from service.middleware import access_log, log_bug, new_request_id
 from service.runtime import Runtime
 from service.settings import Settings
 
-ENCODINGS: dict[str, np.dtype[Any]] = {"pcm_s16le": np.dtype("<i2"), "pcm_f32le": np.dtype("<f4")}
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
 START_FIELDS = ("type", "language", "sampleRate", "encoding", "apiKey")
 MAX_TEXT_BYTES = 4096
@@ -111,82 +109,6 @@ class StreamRecord:
         return json.dumps(line)
 
 
-@dataclass
-class WindowAssembler:
-    """PCM frames in, complete 16 kHz analysis windows out; holds at most one window of audio."""
-
-    sample_rate: int
-    window_seconds: float
-    encoding: str = "pcm_s16le"
-    max_peak: float = AudioLimits.corrupt_peak  # float samples beyond it are corrupt, as in a file
-    input_samples: int = 0
-    start: int = 0  # index (16 kHz) of the first sample of the window being filled
-    _sum: float = 0.0
-    _count: int = 0
-    _low: float = 0.0
-    _high: float = 0.0
-    _odd: bytes = b""
-    _parts: list[np.ndarray] = field(default_factory=list)
-    _buffered: int = 0
-
-    def __post_init__(self) -> None:
-        self._size = window_samples(self.window_seconds)
-        self._resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32")
-
-    @property
-    def swing(self) -> float:
-        """The largest distance of a 16 kHz sample so far from their mean (DC offset removed)."""
-        mean = self._sum / max(self._count, 1)
-        return max(self._high - mean, mean - self._low)
-
-    @property
-    def input_seconds(self) -> float:
-        return self.input_samples / self.sample_rate
-
-    def feed(self, data: bytes) -> list[tuple[int, np.ndarray]]:
-        dtype = ENCODINGS[self.encoding]
-        data = self._odd + data
-        whole = len(data) - len(data) % dtype.itemsize
-        self._odd = data[whole:]
-        samples = np.frombuffer(data, dtype=dtype, count=whole // dtype.itemsize)
-        if dtype.kind == "i":
-            pcm = samples.astype(np.float32) / 32768.0
-        elif np.all(np.abs(samples) <= self.max_peak):  # also catches NaN
-            pcm = samples.astype(np.float32)
-        else:
-            raise AudioError("audio is corrupt: it holds samples far beyond full scale")
-        self.input_samples += len(pcm)
-        return self.add(self._resampler.resample_chunk(pcm))
-
-    def finish(self) -> tuple[list[tuple[int, np.ndarray]], int]:
-        """The windows still to analyse, and the stream's length in 16 kHz samples."""
-        windows = self.add(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-        total = self.start + self._buffered
-        last_start, last_end = analysis_windows(total, self.window_seconds)[-1]
-        if self._buffered and last_start == self.start and last_end == total:
-            windows.append((self.start, np.concatenate(self._parts)))
-        self._parts, self._buffered = [], 0
-        return windows, total
-
-    def add(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """16 kHz samples already resampled (a file's, decoded by ``audio.resampled_blocks``)."""
-        if not len(chunk):
-            return []
-        self._sum += float(np.sum(chunk, dtype=np.float64))
-        self._low = min(self._low, float(chunk.min())) if self._count else float(chunk.min())
-        self._high = max(self._high, float(chunk.max())) if self._count else float(chunk.max())
-        self._count += len(chunk)
-        self._parts.append(chunk)
-        self._buffered += len(chunk)
-        windows = []
-        while self._buffered >= self._size:
-            joined = np.concatenate(self._parts)
-            windows.append((self.start, joined[: self._size]))
-            self.start += self._size
-            self._parts, self._buffered = [joined[self._size :]], len(joined) - self._size
-        return windows
-
-
 async def stream_voice(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.state.runtime
     record = StreamRecord()
@@ -242,9 +164,7 @@ async def _serve(websocket: WebSocket, runtime: Runtime, record: StreamRecord) -
 async def _run(
     websocket: WebSocket, runtime: Runtime, start: StreamStart, limits: StreamLimits, record: StreamRecord
 ) -> dict[str, Any]:
-    assembler = WindowAssembler(
-        start.sample_rate, runtime.settings.window_seconds, start.encoding, runtime.limits.corrupt_peak
-    )
+    assembler = runtime.detector.assembler(start.sample_rate, start.encoding)
     windows: list[Window] = []
     while (frame := await _receive_frame(websocket, limits)) is not None:
         pieces = assembler.feed(frame)
@@ -257,7 +177,7 @@ async def _run(
     await _analyse(websocket, runtime, pieces, windows, record)
     return {
         "type": "summary",
-        **success_body(start.language, combine(runtime.rules, windows, total), runtime.weights),
+        **success_body(start.language, runtime.detector.conclude(windows, total), runtime.weights),
     }
 
 
@@ -303,8 +223,8 @@ def parse_start(text: str, languages: tuple[str, ...]) -> StreamStart:
     if not isinstance(language, str):
         raise StreamError("field 'language' must be a string", UNSUPPORTED)
     encoding = message.get("encoding")
-    if not isinstance(encoding, str) or encoding not in ENCODINGS:
-        raise StreamError(f"field 'encoding' must be one of: {', '.join(ENCODINGS)}", UNSUPPORTED)
+    if not isinstance(encoding, str) or encoding not in PCM_ENCODINGS:
+        raise StreamError(f"field 'encoding' must be one of: {', '.join(PCM_ENCODINGS)}", UNSUPPORTED)
     key = message.get("apiKey")
     if key is not None and not isinstance(key, str):
         raise StreamError("field 'apiKey' must be a string", UNSUPPORTED)

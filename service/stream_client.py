@@ -23,10 +23,10 @@ import soundfile as sf
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from service.audio import _BLOCK_FRAMES, CONTAINERS, SAMPLE_RATE, decode_audio
+from service.audio import _BLOCK_FRAMES, CONTAINERS, PCM_ENCODINGS, SAMPLE_RATE, decode_audio
 from service.errors import AudioError
 from service.settings import SettingsError, key_file, read_key_file
-from service.stream import ENCODINGS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ROUTE
+from service.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ROUTE
 
 SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 CONNECT_SECONDS = 10.0
@@ -189,7 +189,7 @@ async def _send_frames(
     sent: list[tuple[int, float]],
     receiver: asyncio.Task[None],
 ) -> None:
-    width = ENCODINGS[options.encoding].itemsize
+    width = PCM_ENCODINGS[options.encoding].itemsize
     step = max(width, int(options.frame_seconds * rate) * width)
     began = time.perf_counter()
     for offset in range(0, len(pcm), step):

@@ -343,7 +343,8 @@ def test_every_verdict_says_where_the_weights_came_from(settings: Settings) -> N
     with serving(settings) as (client, runtime):
         random_init = post(client, payload(SAMPLE))[1]
         uploaded = client.post("/api/voice-detection/file", files=files, headers={"x-api-key": API_KEY})
-        runtime.manifest = replace(runtime.manifest, source=ModelOrigin(kind="pretrained"))
+        pretrained_manifest = replace(runtime.manifest, source=ModelOrigin(kind="pretrained"))
+        runtime.detector = replace(runtime.detector, manifest=pretrained_manifest)
         pretrained = post(client, payload(SAMPLE))[1]
     assert random_init["weights"] == "random-init"
     assert uploaded.json()["weights"] == "random-init"
@@ -365,7 +366,8 @@ def test_a_manifest_with_an_unknown_weights_origin_is_refused(tiny_artifacts: Pa
 
 def test_pretrained_graph_answers_without_the_warning(settings: Settings) -> None:
     with serving(settings) as (client, runtime):
-        runtime.manifest = replace(runtime.manifest, source=ModelOrigin(kind="pretrained"))
+        pretrained_manifest = replace(runtime.manifest, source=ModelOrigin(kind="pretrained"))
+        runtime.detector = replace(runtime.detector, manifest=pretrained_manifest)
         response = client.get("/health")
     assert response.json()["status"] == "ok"
     assert "x-voicecheck-weights" not in response.headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def test_clips_that_fit_are_analysed_exactly_as_without_a_budget(
 def test_the_route_answers_within_the_deadline_on_a_slow_encoder(settings: Settings) -> None:
     body = payload(encode(speech(40.0, seed=9), 16_000, "FLAC"), fmt="flac")
     with serving(settings, deadline_seconds=3.0) as (client, runtime):
-        runtime.encoder = SlowEncoder(pace=0.3)
+        runtime.detector = replace(runtime.detector, encoder=SlowEncoder(pace=0.3))
         runtime.pace = EncoderPace(0.3)
         started = time.monotonic()
         response = client.post("/api/voice-detection", json=body, headers={"x-api-key": API_KEY})

@@ -115,7 +115,7 @@ def test_a_long_file_is_analysed_one_window_at_a_time(tiny_artifacts: Path, tmp_
         detection = scanner.analyse(str(path), options)
         peaks[seconds] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        whole = detect(scanner.encoder, scanner.rules, decode_audio(path.read_bytes()), 2.0)
+        whole = detect(scanner.detector.encoder, scanner.detector.rules, decode_audio(path.read_bytes()), 2.0)
         assert detection == whole
     whole_waveform = 80.0 * 16_000 * 4  # what decoding the 80 s file at once holds: 5 MB
     assert peaks[80.0] - peaks[10.0] < whole_waveform / 5

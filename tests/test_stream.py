@@ -13,9 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from service.detector import analysis_windows
+from service.detector import WindowAssembler, analysis_windows
 from service.settings import Settings, SettingsError
-from service.stream import WindowAssembler
 from service.stream_client import load_samples
 from tests.conftest import API_KEY, encode, make_client, payload, post, serving, speech
 
