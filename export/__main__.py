@@ -17,7 +17,6 @@ from export.pipeline import ExportError, ExportOptions, SourceUnavailable, run_e
 from export.quantize import CONV_CHOICES, QuantRecipe
 from service.artifacts import Artifacts
 from service.audio import quiet_decoder_notes
-from service.cli import options_from
 
 EXIT_FAILED = 1
 EXIT_NO_MODEL = 3  # the model could not be loaded: scripts/serve falls back to --random-init on this only
@@ -70,7 +69,19 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
         "auto = the first that meets the fidelity floor",
     )
     args = parser.parse_args(argv)
-    return options_from(ExportOptions, args, recipe=QuantRecipe(calibrate_method=args.range_method))
+    return ExportOptions(
+        out=args.out,
+        model=args.model,
+        revision=args.revision,
+        random_init=args.random_init,
+        seed=args.seed,
+        layers=args.layers,
+        range_audio=args.range_audio,
+        min_frame_cosine=args.min_frame_cosine,
+        threads=args.threads,
+        recipe=QuantRecipe(calibrate_method=args.range_method),
+        convs=args.convs,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

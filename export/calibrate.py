@@ -28,12 +28,13 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
-from export.corpus import FeatureTable, compute_features, read_labels
-from export.metrics import report
+from export.corpus import FeatureTable, compute_features
 from service.artifacts import Artifacts, sha256_of
 from service.audio import quiet_decoder_notes
 from service.detector import DEFAULT_WINDOW_SECONDS
+from service.labels import read_labels
 from service.model import Encoder
+from service.scoring import report
 from service.verdict import Z_CLIP, VoteModel, VoteProvenance, VoteRules
 from service.votes import MEASUREMENTS, VOTES
 

@@ -1,8 +1,7 @@
-"""A labelled corpus (``labels.csv``: path,label,group,language) and its features."""
+"""A labelled corpus's features (its clips: ``service.labels.read_labels``)."""
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from collections.abc import Callable
@@ -13,18 +12,9 @@ import numpy as np
 
 from service.audio import decode_audio
 from service.detector import EncoderBudget, analysis_windows, clip_features, window_features
-from service.labels import AI, LABELS
+from service.labels import AI, Clip
 from service.model import HiddenStates
 from service.votes import HIDDEN_MEASUREMENTS, MEASUREMENTS, SIGNAL_MEASUREMENTS, signal_measurements
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    label: str
-    group: str
-    language: str
-    family: str = ""  # generator kind ("human", "espeak", "world", ...); the group when not given
 
 
 @dataclass(frozen=True)
@@ -49,22 +39,6 @@ class FeatureTable:
 
     def subset(self, keep: np.ndarray) -> FeatureTable:
         return FeatureTable(tuple(c for c, k in zip(self.clips, keep, strict=True) if k), self.values[keep])
-
-
-def read_labels(data_dir: Path) -> list[Clip]:
-    path = data_dir / "labels.csv"
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    clips = [
-        Clip(data_dir / r["path"], r["label"], r["group"], r.get("language") or "", r.get("family") or "")
-        for r in rows
-    ]
-    bad = sorted({c.label for c in clips} - set(LABELS))
-    if bad:
-        raise ValueError(f"{path}: labels must be {' or '.join(LABELS)}; found {bad}")
-    if not clips:
-        raise ValueError(f"{path} lists no clips")
-    return clips
 
 
 def feature_row(

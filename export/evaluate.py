@@ -29,12 +29,12 @@ from export.calibrate import (
     group_folds,
     predict,
 )
-from export.corpus import FeatureTable, compute_features, read_labels
-from export.metrics import report, roc_curve
+from export.corpus import FeatureTable, compute_features
 from export.robustness import PERTURBATIONS, Perturbation
 from service.audio import quiet_decoder_notes
 from service.detector import DEFAULT_WINDOW_SECONDS, AnalysisOptions, Detector
-from service.labels import AI
+from service.labels import AI, read_labels
+from service.scoring import report, roc_curve
 from service.verdict import Verdict, VoteRules
 
 

@@ -32,12 +32,13 @@ from export.calibrate import (
     trainable,
     vote_logits,
 )
-from export.corpus import Clip, FeatureTable, read_labels
-from export.metrics import balanced_accuracy, equal_error_rate, roc_auc
+from export.corpus import FeatureTable
 from service.artifacts import Artifacts, ModelOrigin
 from service.audio import SAMPLE_RATE, decode_audio, quiet_decoder_notes
 from service.detector import DEFAULT_WINDOW_SECONDS, Window, clip_features, window_features
 from service.features import normalize_waveform
+from service.labels import Clip, read_labels
+from service.scoring import balanced_accuracy, equal_error_rate, roc_auc
 from service.votes import MEASUREMENTS, VOTES, hidden_measurements
 
 HIDDEN_VOTE = next(index for index, spec in enumerate(VOTES) if spec.source == "hidden")

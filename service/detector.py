@@ -211,7 +211,7 @@ def clip_features(windows: list[Window]) -> dict[str, float]:
     )
 
 
-def combine(rules: VoteRules, windows: list[Window], samples: int) -> Detection:
+def conclude(rules: VoteRules, windows: list[Window], samples: int) -> Detection:
     """The clip's detection from its windows' features (a live stream keeps only these)."""
     segments = tuple((w, rules.decide(w.features)) for w in windows)
     encoded = sum(w.encoded_seconds for w in windows)
@@ -225,7 +225,7 @@ def detect(
     window_seconds: float,
     budget: EncoderBudget | None = None,
 ) -> Detection:
-    return combine(rules, window_features(encoder, waveform, window_seconds, budget), len(waveform))
+    return conclude(rules, window_features(encoder, waveform, window_seconds, budget), len(waveform))
 
 
 @dataclass
@@ -379,7 +379,7 @@ class Detector:
 
     def conclude(self, windows: list[Window], samples: int) -> Detection:
         """The clip's detection from its analysed windows (``samples``: its length at 16 kHz)."""
-        return combine(self.rules, windows, samples)
+        return conclude(self.rules, windows, samples)
 
     def _analyse_by_window(self, source: BinaryIO) -> Detection:
         """Errors in the whole-clip order: decoding, then the whole clip's checks, then the analysis."""

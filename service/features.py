@@ -207,7 +207,7 @@ def temporal_measurements(a: SignalAnalysis) -> dict[str, float]:
     }
 
 
-def hidden_measurements(hidden: np.ndarray) -> dict[str, float]:
+def hidden_variance_measurements(hidden: np.ndarray) -> dict[str, float]:
     """Order-free statistics of the per-dimension temporal variance of the hidden states."""
     hidden = hidden.astype(np.float64, copy=False)
     variance = hidden.var(axis=0)

@@ -30,6 +30,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+import numpy as np
+
 from service.artifacts import Artifacts, ArtifactsError
 from service.audio import AudioLimits, quiet_decoder_notes
 from service.contract import canonical_language, error_body, success_body
@@ -41,8 +43,9 @@ from service.detector import (
     Detector,
 )
 from service.errors import ClientError
-from service.labels import AI, LABELS
+from service.labels import AI, LABELS, read_labels
 from service.malloc import limit_fragmentation
+from service.scoring import report as metrics_report
 from service.settings import DEFAULT_LANGUAGES
 
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg")
@@ -582,15 +585,7 @@ def summary_table(report: ScanReport, max_failures: int = 20) -> str:
 
 
 def label_metrics(report: ScanReport, labels: Path) -> dict[str, Any]:
-    """The evaluation metrics of ``export.evaluate`` for the scanned files that ``labels`` lists."""
-    import numpy as np
-
-    try:
-        from export.corpus import read_labels
-        from export.metrics import report as metrics_report
-    except ImportError as exc:
-        raise ScanError(f"--labels needs the export extra ({exc}): pip install '.[export]'") from None
-
+    """The evaluation metrics of ``voicecheck evaluate`` for the scanned files that ``labels`` lists."""
     if labels.name != "labels.csv":
         raise ScanError(
             "--labels must be a labels.csv (columns path,label,group, optionally "

@@ -7,13 +7,23 @@ from the wav2vec2 last hidden state of that window.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from service import features as f
+from service.features import (
+    BAND_EDGES_HZ,
+    SMOOTHINGS,
+    SignalAnalysis,
+    crossing_measurements,
+    energy_measurements,
+    hidden_variance_measurements,
+    temporal_measurements,
+    variance_measurements,
+)
 
 
 @dataclass(frozen=True)
@@ -31,10 +41,7 @@ VOTES: tuple[VoteSpec, ...] = (
         "audio energy",
         "signal",
         (
-            *(
-                f"band_{int(lo)}_{int(hi)}"
-                for lo, hi in zip(f.BAND_EDGES_HZ, f.BAND_EDGES_HZ[1:], strict=False)
-            ),
+            *(f"band_{int(lo)}_{int(hi)}" for lo, hi in itertools.pairwise(BAND_EDGES_HZ)),
             "spectral_tilt",
             "spectral_flux",
             "flux_peakiness",
@@ -44,7 +51,7 @@ VOTES: tuple[VoteSpec, ...] = (
             "loud_level_spread",
             "level_range",
         ),
-        f.energy_measurements,
+        energy_measurements,
     ),
     VoteSpec(
         "audio_variance",
@@ -60,14 +67,14 @@ VOTES: tuple[VoteSpec, ...] = (
             "upper_band_periodicity",
             "group_delay_spread",
         ),
-        f.variance_measurements,
+        variance_measurements,
     ),
     VoteSpec(
         "zero_crossing_rate",
         "zero-crossing rate",
         "signal",
-        tuple(f"zcr_{w}_{kind}" for w in f.SMOOTHINGS for kind in ("mean", "spread")),
-        f.crossing_measurements,
+        tuple(f"zcr_{w}_{kind}" for w in SMOOTHINGS for kind in ("mean", "spread")),
+        crossing_measurements,
     ),
     VoteSpec(
         "temporal_variation",
@@ -85,7 +92,7 @@ VOTES: tuple[VoteSpec, ...] = (
             "syllable_regularity",
             "pause_flatness",
         ),
-        f.temporal_measurements,
+        temporal_measurements,
     ),
     VoteSpec(
         "hidden_state_variance",
@@ -99,7 +106,7 @@ VOTES: tuple[VoteSpec, ...] = (
             "hidden_participation",
             "hidden_lag1",
         ),
-        f.hidden_measurements,
+        hidden_variance_measurements,
     ),
 )
 VOTE_NAMES = tuple(v.name for v in VOTES)
@@ -117,7 +124,7 @@ def _checked(spec: VoteSpec, values: dict[str, float]) -> dict[str, float]:
 
 def signal_measurements(waveform: np.ndarray) -> dict[str, float]:
     """Every signal vote's measurements for one analysis window (16 kHz mono)."""
-    analysis = f.SignalAnalysis.of(waveform)
+    analysis = SignalAnalysis.of(waveform)
     out: dict[str, float] = {}
     for spec in VOTES:
         if spec.source == "signal":

@@ -11,20 +11,20 @@ import soxr
 
 from export import calibrate, evaluate
 from export.calibrate import fit_logistic, group_folds, leave_one_group_out, predict, sample_weights
-from export.corpus import FeatureTable, compute_features, read_labels
-from export.metrics import (
+from export.corpus import FeatureTable, compute_features
+from export.robustness import PERTURBATIONS, mp3_32k
+from export.synthetic import speech_like
+from service.artifacts import Artifacts
+from service.detector import clip_features, window_features
+from service.labels import AI, read_labels
+from service.model import Encoder
+from service.scoring import (
     balanced_accuracy,
     equal_error_rate,
     expected_calibration_error,
     roc_auc,
     tiered_score,
 )
-from export.robustness import PERTURBATIONS, mp3_32k
-from export.synthetic import speech_like
-from service.artifacts import Artifacts
-from service.detector import clip_features, window_features
-from service.labels import AI
-from service.model import Encoder
 from service.settings import Settings
 from service.votes import MEASUREMENTS, VOTES
 from tests.conftest import encode, make_client
@@ -239,7 +239,7 @@ def test_leave_one_group_out_never_sees_the_group_it_scores() -> None:
             rows.append(sign + 0.3 * rng.standard_normal(len(MEASUREMENTS)))
             groups.append(f"g{g}")
             labels.append(is_ai)
-    from export.corpus import Clip
+    from service.labels import Clip
 
     clips = tuple(
         Clip(Path(f"{i}.wav"), "AI_GENERATED" if a else "HUMAN", g, "")

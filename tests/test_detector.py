@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from export.corpus import Clip, compute_features
+from export.corpus import compute_features
 from export.evaluate import verdicts
 from service.artifacts import ArtifactsError
 from service.audio import AudioLimits, decode_audio
 from service.contract import success_body
 from service.detector import AnalysisOptions, Detector, EncoderBudget
 from service.errors import AudioError
+from service.labels import Clip
 from service.scan import FileOptions, Scanner
 from service.stream_client import load_samples
 from tests.conftest import API_KEY, encode, payload, post, speech

@@ -9,7 +9,7 @@ import pytest
 
 from service.artifacts import Artifacts
 from service.detector import MIN_WINDOW_SECONDS, analysis_windows, detect, split_windows, window_features
-from service.features import hidden_measurements, telephone_band
+from service.features import hidden_variance_measurements, telephone_band
 from service.model import Encoder
 from service.votes import MEASUREMENTS, VOTES, signal_measurements
 from tests.conftest import speech
@@ -48,7 +48,7 @@ def test_measurements_tell_the_toy_classes_apart() -> None:
 
 def test_registry_computes_exactly_its_measurements() -> None:
     computed = signal_measurements(speech(2.0, seed=2))
-    computed.update(hidden_measurements(np.random.default_rng(0).standard_normal((99, 16))))
+    computed.update(hidden_variance_measurements(np.random.default_rng(0).standard_normal((99, 16))))
     assert list(computed) == list(MEASUREMENTS)
     assert len(set(MEASUREMENTS)) == len(MEASUREMENTS)
     assert [v.name for v in VOTES] == [
@@ -76,11 +76,11 @@ def test_hidden_measurements_are_order_free_shares() -> None:
     rng = np.random.default_rng(0)
     hidden = rng.standard_normal((50, 8)) + rng.standard_normal(8)
     shuffled = hidden[:, rng.permutation(8)]
-    assert hidden_measurements(shuffled) == pytest.approx(hidden_measurements(hidden))
-    constant = hidden_measurements(np.ones((50, 8)))
+    assert hidden_variance_measurements(shuffled) == pytest.approx(hidden_variance_measurements(hidden))
+    constant = hidden_variance_measurements(np.ones((50, 8)))
     assert constant["hidden_variance_share"] == pytest.approx(0.0, abs=1e-9)
-    assert 0.0 < hidden_measurements(hidden)["hidden_variance_share"] <= 1.0
-    assert hidden_measurements(hidden * 7.0) == pytest.approx(hidden_measurements(hidden))
+    assert 0.0 < hidden_variance_measurements(hidden)["hidden_variance_share"] <= 1.0
+    assert hidden_variance_measurements(hidden * 7.0) == pytest.approx(hidden_variance_measurements(hidden))
 
 
 @pytest.mark.parametrize("seconds", [0.5, 9.9, 10.0, 10.1, 25.0, 300.0])

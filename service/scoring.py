@@ -1,4 +1,5 @@
-"""Classification metrics for AI-vs-human scores (ROC from scikit-learn)."""
+"""How well verdicts score against labels: accuracy, ROC, EER, calibration (numpy only, so that
+``voicecheck scan --labels`` needs nothing the service does not have)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn import metrics
 
 from service.labels import AI, HUMAN
 
@@ -42,12 +42,21 @@ def roc_auc(is_ai: np.ndarray, score: np.ndarray) -> float:
     """Probability that a random AI clip scores above a random human clip (ties count half)."""
     if is_ai.all() or not is_ai.any():
         return float("nan")
-    return float(metrics.roc_auc_score(is_ai, score))
+    fpr, tpr = roc_curve(is_ai, score)
+    return float(np.trapezoid(tpr, fpr))
 
 
 def roc_curve(is_ai: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    fpr, tpr, _ = metrics.roc_curve(is_ai, score, drop_intermediate=False)
-    return np.asarray(fpr), np.asarray(tpr)
+    """False- and true-positive rates at every distinct score taken as the threshold, from the
+    highest down, after a first point at (0, 0)."""
+    order = np.argsort(-np.asarray(score), kind="stable")
+    ranked, hits = np.asarray(score)[order], np.asarray(is_ai, dtype=bool)[order]
+    last_of_each = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    true_positives = np.cumsum(hits)[last_of_each]
+    false_positives = last_of_each + 1 - true_positives
+    tpr = np.r_[0.0, true_positives / max(true_positives[-1], 1)]
+    fpr = np.r_[0.0, false_positives / max(false_positives[-1], 1)]
+    return fpr, tpr
 
 
 def equal_error_rate(is_ai: np.ndarray, score: np.ndarray) -> float:
