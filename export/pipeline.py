@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import sys
 import tempfile
@@ -24,8 +25,8 @@ from export.quantize import CONV_CHOICES, QuantRecipe, quantize
 from export.synthetic import labelled_clips, speech_like
 from export.verify import compare, latency_ms
 from service.artifacts import Artifacts, Manifest
-from service.audio import decode_audio
-from service.detector import DEFAULT_WINDOW_SECONDS, split_windows
+from service.audio import SAMPLE_RATE, decode_audio
+from service.detector import DEFAULT_WINDOW_SECONDS
 from service.model import Encoder
 from service.verdict import VoteProvenance, VoteRules
 
@@ -171,6 +172,14 @@ def audio_sets(options: ExportOptions) -> AudioSets:
 
 def _decode(path: Path) -> np.ndarray:
     return decode_audio(path.read_bytes())
+
+
+def split_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
+    """Near-equal windows no longer than ``window_seconds`` covering the whole clip (the range
+    audio's; the detector analyses ``detector.analysis_windows``)."""
+    count = max(1, math.ceil(samples / (window_seconds * SAMPLE_RATE)))
+    edges = np.linspace(0, samples, count + 1).astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
 
 
 def _windows(waveform: np.ndarray) -> list[np.ndarray]:

@@ -103,14 +103,6 @@ class Detection:
     encoded_seconds: float = 0.0
 
 
-def split_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
-    """Near-equal windows no longer than ``window_seconds`` covering the whole clip (export's
-    range-calibration windows; the detector analyses ``analysis_windows``)."""
-    count = max(1, math.ceil(samples / (window_seconds * SAMPLE_RATE)))
-    edges = np.linspace(0, samples, count + 1).astype(int)
-    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
-
-
 def analysis_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
     """Consecutive windows of exactly ``window_seconds`` from the start, then the remainder as a
     last, shorter window; a remainder under ``MIN_WINDOW_SECONDS`` after full windows is left out.

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.pipeline import split_windows
 from service.artifacts import Artifacts
-from service.detector import MIN_WINDOW_SECONDS, analysis_windows, detect, split_windows, window_features
+from service.detector import MIN_WINDOW_SECONDS, analysis_windows, detect, window_features
 from service.features import hidden_variance_measurements, telephone_band
 from service.model import Encoder
 from service.votes import MEASUREMENTS, VOTES, signal_measurements
