@@ -55,9 +55,19 @@ def _add_scan(commands: Any) -> None:
         "Resumable: files already in --out (by resolved path) are skipped; one scan at a time "
         "per --out. Lines carry the JSON route's fields plus file, seconds and weights.",
     )
-    scan.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files or folders")
+    scan.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="audio files or folders; with --engine ray also URIs pyarrow reads (s3://, gs://, hdfs://, file://)",
+    )
     scan.add_argument("--out", type=Path, required=True, help="results.jsonl or results.csv (appended to)")
-    scan.add_argument("--workers", type=int, default=1, help="worker processes, one session each (default 1)")
+    scan.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (with --engine ray: actors), one session each (default 1)",
+    )
     scan.add_argument(
         "--artifacts",
         type=Path,
@@ -74,6 +84,18 @@ def _add_scan(commands: Any) -> None:
     scan.add_argument("--max-seconds", type=float, default=3600.0, help="longest file analysed (1-3600)")
     scan.add_argument("--labels", type=Path, default=None, help="a labels.csv: also print evaluation metrics")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    scan.add_argument(
+        "--engine",
+        default="local",
+        help="local: worker processes on this machine (default); ray: an actor pool on a Ray cluster "
+        "(the cluster extra; docs/scale.md)",
+    )
+    scan.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --engine ray: the cluster, as ray.init takes it (default: $RAY_ADDRESS, a running "
+        "local Ray, or a new local one)",
+    )
 
 
 def _add_stream(commands: Any) -> None:
@@ -148,7 +170,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _scan(args: argparse.Namespace) -> int:
     from service.scan import ScanError, ScanOptions, label_metrics, metrics_table, scan, summary_table
 
-    options = options_from(ScanOptions, args, paths=tuple(args.paths), progress=not args.no_progress)
+    uris = tuple(path for path in args.paths if "://" in path)
+    paths = tuple(Path(path) for path in args.paths if "://" not in path)
+    options = options_from(ScanOptions, args, paths=paths, uris=uris, progress=not args.no_progress)
     try:
         report = scan(options)
         print(summary_table(report))

@@ -6,7 +6,9 @@ it is read, each window analysed as it completes and only its features kept, so 
 does not grow with a file's length, and each line holds what the JSON route would answer (plus
 ``file``, ``seconds`` and ``weights``). Lines are written as files finish, under an exclusive lock
 on ``--out``; a re-run skips the files already there (keyed by resolved path). A worker that dies
-is replaced; its file is retried once, then recorded as failed.
+is replaced; its file is retried once, then recorded as failed. ``--engine ray`` replaces only the
+worker processes (service/scan_ray.py, imported only then): rows, resume, the lock and the summary
+are this module's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, Protocol, TextIO
 
 import numpy as np
 
@@ -66,6 +68,7 @@ CSV_COLUMNS = (
 SUMMARY_FIELDS = ("file", "status", "classification", "confidenceScore", "seconds", "message")
 MAX_SECONDS = 3600.0
 RETRIES = 1  # a file whose worker died is tried once more, then recorded as failed
+ENGINES = ("local", "ray")
 Warn = Callable[[str], None]
 
 
@@ -85,6 +88,9 @@ class ScanOptions:
     max_seconds: float = MAX_SECONDS
     labels: Path | None = None
     progress: bool = True
+    engine: str = "local"  # or "ray": service/scan_ray.py
+    ray_address: str | None = None  # --engine ray: the cluster to join (None: start or join a local one)
+    uris: tuple[str, ...] = ()  # --engine ray: folders and files on pyarrow filesystems (s3://, gs://, ...)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,16 @@ class FileOptions:
     max_seconds: float = MAX_SECONDS
 
 
+@dataclass
+class WorkerPeak:
+    """A worker that analysed files on some node (--engine ray reports them): its peak RSS."""
+
+    node: str
+    pid: int
+    peak_rss_mb: float = 0.0
+    files: int = 0
+
+
 @dataclass(frozen=True)
 class ScanReport:
     scanned: int
@@ -104,6 +120,7 @@ class ScanReport:
     wall_seconds: float
     rows: tuple[dict[str, Any], ...]  # every line of --out, old and new, with the SUMMARY_FIELDS only
     damaged: int = 0  # lines of --out skipped as unreadable
+    workers: tuple[WorkerPeak, ...] = ()  # --engine ray: each actor process that answered
 
 
 def file_text(path: Path | str) -> str:
@@ -165,15 +182,19 @@ class Scanner:
 def scan(options: ScanOptions, warn: Warn | None = None) -> ScanReport:
     warn = warn or _to_stderr
     file_options, weights = _check(options)
+    engine = _engine(options)
     with _Output(options.out) as output:
         _warn_before(options, weights, output.damaged, warn)
         before = [_slim(row) for row in output.rows]
         done = {_key(row["file"]) for row in before}
-        todo = [path for path in find_audio(options.paths) if file_text(path) not in done]
+        found = [str(path) for path in find_audio(options.paths)] + engine.list_uris(options.uris)
+        todo = [name for name in found if file_text(name) not in done]
         started = time.perf_counter()
-        progress = Progress(len(todo), sys.stderr if options.progress else None)
+        progress = Progress(len(todo), sys.stderr if options.progress and engine.own_progress else None)
         new_rows = []
-        for row in _analysed([str(path) for path in todo], options, file_options, progress.noting(warn)):
+        workers: dict[tuple[str, int], WorkerPeak] = {}
+        for row in engine.analysed(todo, options, file_options, progress.noting(warn)):
+            _note_worker(workers, row.pop("_worker", None))
             row.setdefault("weights", weights)  # a dead worker's row is the parent's
             output.write(row)
             progress.update(row)
@@ -181,7 +202,53 @@ def scan(options: ScanOptions, warn: Warn | None = None) -> ScanReport:
         progress.close()
     wall = time.perf_counter() - started
     audio = sum(float(row.get("seconds") or 0) for row in new_rows)
-    return ScanReport(len(todo), len(done), audio, wall, tuple(before + new_rows), output.damaged)
+    return ScanReport(
+        len(todo), len(done), audio, wall, tuple(before + new_rows), output.damaged, tuple(workers.values())
+    )
+
+
+class Engine(Protocol):
+    """How the files' rows are made: worker processes here, or an actor pool (service/scan_ray.py)."""
+
+    own_progress: bool  # False: the engine shows its own progress
+
+    def list_uris(self, uris: Iterable[str]) -> list[str]: ...
+
+    def analysed(
+        self, files: list[str], options: ScanOptions, file_options: FileOptions, warn: Warn
+    ) -> Iterator[dict[str, Any]]: ...
+
+
+class _LocalEngine:
+    own_progress = True
+
+    def list_uris(self, uris: Iterable[str]) -> list[str]:
+        if uris:
+            raise ScanError(f"{next(iter(uris))}: URIs need --engine ray (pip install '.[cluster]')")
+        return []
+
+    def analysed(
+        self, files: list[str], options: ScanOptions, file_options: FileOptions, warn: Warn
+    ) -> Iterator[dict[str, Any]]:
+        return _analysed(files, options, file_options, warn)
+
+
+def _engine(options: ScanOptions) -> Engine:
+    if options.engine == "local":
+        return _LocalEngine()
+    try:
+        from service.scan_ray import RayEngine
+    except ImportError as exc:
+        raise ScanError(f"--engine ray needs the cluster extra ({exc}): pip install '.[cluster]'") from None
+    return RayEngine()
+
+
+def _note_worker(workers: dict[tuple[str, int], WorkerPeak], worker: dict[str, Any] | None) -> None:
+    if worker is None:
+        return
+    peak = workers.setdefault((worker["node"], worker["pid"]), WorkerPeak(worker["node"], worker["pid"]))
+    peak.peak_rss_mb = max(peak.peak_rss_mb, worker["peak_rss_mb"])
+    peak.files += 1
 
 
 def _warn_before(options: ScanOptions, weights: str, damaged: int, warn: Warn) -> None:
@@ -211,7 +278,10 @@ def _to_stderr(message: str) -> None:
 
 
 def _key(file: str) -> str:
-    """Where a line's file is: its text resolved (lines of older runs may hold relative paths)."""
+    """Where a line's file is: its text resolved (lines of older runs may hold relative paths), or
+    its URI."""
+    if "://" in file:
+        return file
     try:
         return file_text(Path(file).resolve())
     except (OSError, ValueError, RuntimeError):
@@ -232,6 +302,10 @@ def _check(options: ScanOptions) -> tuple[FileOptions, str]:
         raise ScanError(
             f"--out {file_text(options.out)} is a folder; give a file name ending in .jsonl or .csv"
         )
+    if options.engine not in ENGINES:
+        raise ScanError(f"--engine must be {' or '.join(ENGINES)}, not {options.engine!r}")
+    if options.ray_address is not None and options.engine != "ray":
+        raise ScanError("--ray-address needs --engine ray")
     if not 1 <= options.workers <= 64:
         raise ScanError("--workers must be 1-64")
     if not 0 <= options.threads <= 64:
@@ -571,6 +645,13 @@ def summary_table(report: ScanReport, max_failures: int = 20) -> str:
         f"{'class':<14} {'files':>7}",
     ]
     lines += [f"{name:<14} {classes.get(name, 0):>7}" for name in (*LABELS, "failed")]
+    if report.workers:
+        peaks = [worker.peak_rss_mb for worker in report.workers]
+        lines += [
+            "",
+            f"{len(report.workers)} actor process(es) on {len({w.node for w in report.workers})} node(s), "
+            f"peak RSS {min(peaks):.0f}-{max(peaks):.0f} MB per actor",
+        ]
     failures = [row for row in report.rows if row.get("status") != "success"]
     reasons = Counter(str(row.get("message")) for row in failures)
     if reasons:
