@@ -177,6 +177,8 @@ def _ray(options: ScanOptions, warn: Warn) -> Iterator[None]:
         context = DataContext.get_current()
         context.enable_progress_bars = options.progress
         context.print_on_execution_start = options.progress
+        if not options.progress:
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         context.max_errored_blocks = -1  # a block that fails for good: its files are recorded as failed
         yield
     finally:
