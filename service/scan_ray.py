@@ -45,6 +45,7 @@ from service.scan import (
 
 MAX_READ_TASKS = 10_000  # files are read one per block up to this many, then a few per block
 TASKS_IN_FLIGHT_PER_ACTOR = 2  # blocks queued at an actor: one analysed, one ready
+SCHEMES = "the Ray engine reads local paths and s3://, gs://, hdfs:// or file:// URIs"
 NOT_ANALYSED = (
     f"not analysed: its Ray task failed {RETRIES + 1} times (an actor that died, out of memory?, or a "
     "file that could not be read; the Ray logs say which)"
@@ -115,23 +116,30 @@ def analysed(
     with _ray(options, warn):
         seen: set[str] = set()
         for record in _dataset(readable, options, file_options).iter_rows():
-            row = json.loads(record["row"])
-            if "load_error" in row:
-                raise ScanError(f"an actor could not load the model: {row['load_error']}")
-            name = names[row["file"]]
-            if name in seen:
-                continue  # never expected: Ray returns each block once, retried or not
-            seen.add(name)
-            row["file"] = file_text(name)
-            row["_worker"] = {
-                "node": record["node"],
-                "pid": record["pid"],
-                "peak_rss_mb": record["peak_rss_mb"],
-            }
-            yield row
-        for name in readable:
-            if name not in seen:
-                yield {"file": file_text(name), **error_body(NOT_ANALYSED)}
+            listed, row = _answer(record, names)
+            if listed not in seen:  # always: Ray returns each block once, retried or not
+                seen.add(listed)
+                yield row
+        for listed in readable:
+            if listed not in seen:
+                yield {"file": file_text(listed), **error_body(NOT_ANALYSED)}
+
+
+def _answer(record: dict[str, Any], names: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """An actor's answer: the file as listed, and its row (with the actor, for the summary)."""
+    row = json.loads(record["row"])
+    if "load_error" in row:
+        raise ScanError(f"an actor could not load the model: {row['load_error']}")
+    listed = names.get(row["file"])
+    if listed is None:
+        raise ScanError(f"Ray read {row['file']}, which is none of the files listed: {SCHEMES}")
+    row["file"] = file_text(listed)
+    row["_worker"] = {
+        "node": str(record["node"]),
+        "pid": int(record["pid"]),
+        "peak_rss_mb": float(record["peak_rss_mb"]),
+    }
+    return listed, row
 
 
 def _utf8(name: str) -> bool:
