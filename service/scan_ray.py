@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import socket
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,6 +45,7 @@ from service.scan import (
 )
 
 MAX_READ_TASKS = 10_000  # files are read one per block up to this many, then a few per block
+CONNECT_SECONDS = 10.0  # --ray-address must take a connection within this
 TASKS_IN_FLIGHT_PER_ACTOR = 2  # blocks queued at an actor: one analysed, one ready
 SCHEMES = "the Ray engine reads local paths and s3://, gs://, hdfs:// or file:// URIs"
 NOT_ANALYSED = (
@@ -172,6 +174,7 @@ def _strip_prefix(uri: str) -> str:
 def _ray(options: ScanOptions, warn: Warn) -> Iterator[None]:
     """Ray for the scan: the cluster at ``--ray-address``, else a running one, else a local one
     started here (and stopped after)."""
+    _check_reachable(options.ray_address)
     started = not ray.is_initialized()
     if started:
         try:
@@ -192,6 +195,19 @@ def _ray(options: ScanOptions, warn: Warn) -> Iterator[None]:
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_reachable(address: str | None) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) that takes no connection, said at once: ray.init
+    would retry it for minutes."""
+    host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
+        return  # none, "auto", "local": ray.init's own rules
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as exc:
+        raise ScanError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
 
 
 def _check_resources(options: ScanOptions, warn: Warn) -> None:

@@ -210,6 +210,7 @@ sys.exit(main(['scan', {str(clips)!r}, '--out', '/nonexistent/r.jsonl', '--engin
         (["--ray-address", "auto"], "--ray-address needs --engine ray"),
         (["--engine", "ray", "--workers", "0"], "--workers must be 1-64"),
         (["--engine", "ray", "--workers", "3"], "needs 3 CPUs; Ray has 2"),
+        (["--engine", "ray", "--ray-address", "127.0.0.1:1"], "cannot reach Ray at 127.0.0.1:1"),
         (["s3:///"], "URIs need --engine ray"),
         (["file:///nonexistent/folder", "--engine", "ray"], "neither a file nor a folder"),
     ],
