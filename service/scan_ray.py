@@ -49,8 +49,8 @@ CONNECT_SECONDS = 10.0  # --ray-address must take a connection within this
 TASKS_IN_FLIGHT_PER_ACTOR = 2  # blocks queued at an actor: one analysed, one ready
 SCHEMES = "the Ray engine reads local paths and s3://, gs://, hdfs:// or file:// URIs"
 NOT_ANALYSED = (
-    f"not analysed: its Ray task failed {RETRIES + 1} times (an actor that died, out of memory?, or a "
-    "file that could not be read; the Ray logs say which)"
+    "not analysed on Ray: the file could not be read (gone since it was listed?), or the actor "
+    f"analysing it died {RETRIES + 1} times (out of memory?); the Ray logs say which"
 )
 
 
@@ -228,17 +228,9 @@ def _threads(options: ScanOptions) -> int:
 
 
 def _dataset(files: list[str], options: ScanOptions, file_options: FileOptions) -> ray.data.Dataset:
-    readers = max(2, options.workers)
-    reads = [
-        ray.data.read_binary_files(
-            group,
-            include_paths=True,
-            num_cpus=0,  # reading waits on I/O; the CPUs are the actors'
-            concurrency=readers,
-            override_num_blocks=min(len(group), MAX_READ_TASKS),
-        )
-        for group in _by_filesystem(files)
-    ]
+    reads = [read for group in _by_filesystem(files) if (read := _read(group, options)) is not None]
+    if not reads:
+        return ray.data.from_items([])
     dataset = reads[0].union(*reads[1:]) if len(reads) > 1 else reads[0]
     with warnings.catch_warnings():
         # max_task_retries has no named parameter yet (Ray 2.60-2.63 warn; hence the extra's <2.64)
@@ -258,6 +250,21 @@ def _dataset(files: list[str], options: ScanOptions, file_options: FileOptions) 
             },
             max_task_retries=RETRIES,
         )
+
+
+def _read(files: list[str], options: ScanOptions) -> ray.data.Dataset | None:
+    """The files' bytes, one file per block; None when every one is gone since the listing."""
+    try:
+        return ray.data.read_binary_files(
+            files,
+            include_paths=True,
+            ignore_missing_paths=True,  # a file gone since the listing: recorded as not analysed
+            num_cpus=0,  # reading waits on I/O; the CPUs are the actors'
+            concurrency=max(2, options.workers),
+            override_num_blocks=min(len(files), MAX_READ_TASKS),
+        )
+    except ValueError:  # "No files found"
+        return None
 
 
 def _by_filesystem(files: list[str]) -> list[list[str]]:

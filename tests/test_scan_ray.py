@@ -18,12 +18,15 @@ from typing import Any
 
 import pytest
 
-from service.scan import ScanError, ScanOptions, read_rows, scan
+from service.contract import error_body
+from service.scan import FileOptions, ScanError, ScanOptions, read_rows, scan
 from tests.conftest import encode, speech
 from tests.test_runtime_imports import ROOT
 
 ray = pytest.importorskip("ray", reason="the cluster extra: pip install '.[cluster]'")
 from ray.cluster_utils import Cluster  # noqa: E402
+
+from service.scan_ray import NOT_ANALYSED, analysed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +148,17 @@ def descends_from(pid: int, ancestor: int) -> bool:
             return True
         pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     return False
+
+
+def test_a_file_gone_since_the_listing_is_recorded_and_the_rest_scanned(
+    clips: Path, tiny_artifacts: Path, tmp_path: Path, local_ray: None
+) -> None:
+    options = ray_options((clips,), tmp_path / "r.jsonl", tiny_artifacts)
+    present, gone = str(next(clips.glob("clip01.*"))), str(tmp_path / "deleted.wav")
+    rows = {row["file"]: row for row in analysed([present, gone], options, FileOptions(), print)}
+    assert rows[present]["status"] == "success"
+    assert rows[gone] == {"file": gone, **error_body(NOT_ANALYSED)}
+    assert list(analysed([gone], options, FileOptions(), print)) == [rows[gone]]  # nothing left to read
 
 
 def test_an_actor_that_cannot_load_the_model_fails_the_scan_in_one_line(
