@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_parser
@@ -87,6 +89,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "graph": manifest.source.to_json(),
         "cpus": os.cpu_count(),
+        "ray": ray.__version__,
         "load_average_at_start": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory() as tmp:
