@@ -35,14 +35,13 @@ from service.detector import DEFAULT_WINDOW_SECONDS
 from service.labels import read_labels
 from service.model import Encoder
 from service.scoring import report
-from service.verdict import Z_CLIP, VoteModel, VoteProvenance, VoteRules
+from service.verdict import VoteModel, VoteProvenance, VoteRules, standardise, vote_logits
 from service.votes import MEASUREMENTS, VOTES
 
 L2 = 0.05  # penalty on the standardised weights, per unit of total sample weight
 # Resynthesised people: kept in the corpus, never learnt from: learning them barely moved unseen
 # engines and cost the other groups accuracy (docs/votes.md#why-the-recipe-is-what-it-is).
 EXCLUDED_FAMILIES = ("world", "griffinlim", "lpc")
-QUADRATIC = 0.0  # weight of the squared terms; 0: each vote linear (squared terms: no better, docs/votes.md)
 INNER_FOLDS = 5
 # Share of each held-out human group a vote must keep on the human side (its operating point); None:
 # each vote's own balanced threshold. Per-vote people-set thresholds (0.3-0.85) lost recall on
@@ -83,42 +82,19 @@ def fit_models(values: np.ndarray, is_ai: np.ndarray, w: np.ndarray, l2: float) 
     models = []
     for spec in VOTES:
         columns = values[:, [MEASUREMENTS.index(m) for m in spec.measurements]]
-        n = len(spec.measurements)
         mean, scale = _standardise(columns, w)
-        z = np.clip((columns - mean) / scale, -Z_CLIP, Z_CLIP)
-        beta, bias = fit_logistic(np.hstack([z, z**2 * QUADRATIC]), is_ai.astype(float), w, l2)
-        linear, quadratic = beta[:n], beta[n:] * QUADRATIC
+        weights, bias = fit_logistic(standardise(columns, mean, scale), is_ai.astype(float), w, l2)
         models.append(
             VoteModel(
                 spec.name,
                 spec.measurements,
                 tuple(mean.tolist()),
                 tuple(scale.tolist()),
-                tuple(linear.tolist()),
-                tuple(quadratic.tolist()),
+                tuple(weights.tolist()),
                 bias,
             )
         )
     return tuple(models)
-
-
-def vote_logits(models: Sequence[VoteModel], values: np.ndarray) -> np.ndarray:
-    """clips x votes, the same arithmetic as VoteModel.logit, vectorised."""
-    out = np.zeros((len(values), len(models)))
-    for k, model in enumerate(models):
-        columns = values[:, [MEASUREMENTS.index(m) for m in model.measurements]]
-        z = np.clip((columns - np.array(model.mean)) / np.array(model.scale), -Z_CLIP, Z_CLIP)
-        out[:, k] = z @ np.array(model.weights) + z**2 @ np.array(model.quadratic) + model.bias
-    return out
-
-
-def predict(rules: VoteRules, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(P(AI), predicted AI) per clip, as VoteRules.decide would give them, vectorised."""
-    logits = vote_logits(rules.models, values)
-    predicted_ai = 2 * np.sum(logits > 0, axis=1) > logits.shape[1]
-    slope, intercept = rules.combine
-    p = 1.0 / (1.0 + np.exp(-(slope * logits.mean(axis=1) + intercept)))
-    return np.where(predicted_ai, np.maximum(p, 0.5), np.minimum(p, 0.5)), predicted_ai
 
 
 def fit_combine(mean_logit: np.ndarray, is_ai: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -212,7 +188,7 @@ def leave_one_group_out(
         test = np.isin(np.arange(len(groups)), test_index)
         train = usable & np.isin(np.arange(len(groups)), train_index)
         rules = fit_votes(table.values[train], is_ai[train], list(groups[train]), FOLD, True, l2)
-        ai_probability[test], predicted_ai[test] = predict(rules, table.values[test])
+        ai_probability[test], predicted_ai[test] = rules.predict(table.values[test])
     return ai_probability, predicted_ai
 
 

@@ -27,7 +27,6 @@ from export.calibrate import (
     cross_validate,
     fit_votes,
     group_folds,
-    predict,
 )
 from export.corpus import FeatureTable, compute_features
 from export.robustness import PERTURBATIONS, Perturbation
@@ -65,7 +64,7 @@ def _recalls(table: FeatureTable, train_families: set[str]) -> dict[str, float]:
         groups = [g for g, t in zip(table.groups, train, strict=True) if t]
         rules = fit_votes(table.values[train], is_ai[train], groups, FOLD, True)
         test = held | (is_ai & ~train)
-        _, predicted_ai = predict(rules, table.values[test])
+        _, predicted_ai = rules.predict(table.values[test])
         for family in sorted(set(families[test])):
             chosen = families[test] == family
             key = "human" if family == "human" or not is_ai[test][chosen][0] else family

@@ -30,7 +30,6 @@ from export.calibrate import (
     fit_models,
     sample_weights,
     trainable,
-    vote_logits,
 )
 from export.corpus import FeatureTable
 from service.artifacts import Artifacts, ModelOrigin
@@ -39,6 +38,7 @@ from service.detector import DEFAULT_WINDOW_SECONDS, Window, clip_features, wind
 from service.features import normalize_waveform
 from service.labels import Clip, read_labels
 from service.scoring import balanced_accuracy, equal_error_rate, roc_auc
+from service.verdict import vote_logits
 from service.votes import MEASUREMENTS, VOTES, hidden_measurements
 
 HIDDEN_VOTE = next(index for index, spec in enumerate(VOTES) if spec.source == "hidden")

@@ -1,9 +1,13 @@
 """The five-vote rule: five small calibrated models, a majority, a calibrated confidence, an explanation.
 
 Each vote (service.votes.VOTES) is a logistic model over its own standardised measurements and
-gives P(AI). A vote supports AI when its P(AI) is above 0.5; the majority of the five decides.
-The confidence is a Platt mapping of the mean of the five vote logits, held on the majority's
-side of 0.5 so it never contradicts the decision. Every coefficient comes from votes.json.
+gives P(AI). A vote supports AI when its P(AI) is above 0.5 (its logit above 0); the majority of
+the five decides. The confidence is a Platt mapping of the mean of the five vote logits, held on
+the majority's side of 0.5 so it never contradicts the decision. Every coefficient comes from
+votes.json.
+
+The rule is written once, over a clips x measurements array (``VoteRules.predict``): the service
+decides one clip with it (``VoteRules.decide``), calibration scores whole corpora with it.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from service.labels import AI, HUMAN
-from service.votes import BY_NAME, VOTE_NAMES
+from service.votes import BY_NAME, MEASUREMENTS, VOTE_NAMES
 
 Z_CLIP = 4.0  # standardised measurements are clipped here: an unseen channel cannot run away
 
@@ -25,49 +31,70 @@ class VotesFileError(ValueError):
     """votes.json is missing, malformed or incomplete."""
 
 
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+def standardise(columns: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """z-scores, clipped to +-Z_CLIP."""
+    return np.asarray(np.clip((columns - mean) / scale, -Z_CLIP, Z_CLIP))
+
+
+def vote_logits(models: Sequence[VoteModel], values: np.ndarray) -> np.ndarray:
+    """clips x votes, from ``values``: clips x MEASUREMENTS (the registry's order)."""
+    return np.stack([model.logits(values) for model in models], axis=1)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function, elementwise, without overflow for large |x|."""
+    e = np.exp(-np.abs(x))
+    return np.asarray(np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
 
 
 @dataclass(frozen=True)
 class VoteModel:
-    """One vote: logit P(AI) = bias + sum_j (weight_j * z_j + quadratic_j * z_j^2), where
-    z_j = clip((x_j - mean_j) / scale_j). The squared terms let a vote say "too far from the
-    typical human value, either way" (too periodic or too noisy, too flat or too jumpy)."""
+    """One vote: logit P(AI) = bias + sum_j weight_j * z_j, where z_j = clip((x_j - mean_j) / scale_j)."""
 
     name: str
     measurements: tuple[str, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     weights: tuple[float, ...]
-    quadratic: tuple[float, ...]
     bias: float
 
-    def contributions(self, values: Mapping[str, float]) -> list[float]:
-        out = []
-        for m, mu, s, w, q in zip(
-            self.measurements, self.mean, self.scale, self.weights, self.quadratic, strict=True
-        ):
-            z = min(Z_CLIP, max(-Z_CLIP, (values[m] - mu) / s))
-            out.append(w * z + q * z * z)
-        return out
+    def contributions(self, values: np.ndarray) -> np.ndarray:
+        """clips x this vote's measurements: each measurement's share of the logit; ``values`` is
+        clips x MEASUREMENTS (the registry's order)."""
+        columns = values[:, [MEASUREMENTS.index(m) for m in self.measurements]]
+        return np.asarray(standardise(columns, np.array(self.mean), np.array(self.scale)) * self.weights)
 
-    def logit(self, values: Mapping[str, float]) -> float:
-        return self.bias + sum(self.contributions(values))
+    def logits(self, values: np.ndarray) -> np.ndarray:
+        """One logit per clip (row of ``values``)."""
+        # summed left to right (a running sum, not numpy's pairwise sum): the same bits as a plain loop
+        return np.asarray(self.bias + self.contributions(values).cumsum(axis=1)[:, -1])
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "measurements": list(self.measurements)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> VoteModel:
+        _refuse_squared_terms(raw)
         return cls(
             name=str(raw["name"]),
             measurements=tuple(str(m) for m in raw["measurements"]),
             mean=tuple(float(v) for v in raw["mean"]),
             scale=tuple(float(v) for v in raw["scale"]),
             weights=tuple(float(v) for v in raw["weights"]),
-            quadratic=tuple(float(v) for v in raw["quadratic"]),
             bias=float(raw["bias"]),
+        )
+
+
+def _refuse_squared_terms(raw: Mapping[str, Any]) -> None:
+    """votes.json files written before the squared terms went carry ``quadratic``: all zeros (no
+    recipe ever fitted them) loads as the linear vote it is; anything else would score differently."""
+    quadratic = raw.get("quadratic", ())
+    if len(quadratic) not in (0, len(raw["measurements"])):
+        raise VotesFileError(f"vote {raw['name']}: quadratic, if present, needs one value per measurement")
+    if any(float(q) != 0.0 for q in quadratic):
+        raise VotesFileError(
+            f"vote {raw['name']}: squared terms (quadratic) are no longer supported; they must be 0 "
+            "or absent: recalibrate with python -m export.calibrate"
         )
 
 
@@ -142,16 +169,22 @@ class VoteRules:
     calibrated: bool
     provenance: VoteProvenance
 
-    def vote_logits(self, features: Mapping[str, float]) -> list[float]:
-        return [model.logit(features) for model in self.models]
+    def predict(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P(AI), predicted AI) per clip (row of ``values``): ``decide``'s figures for many clips."""
+        return decision(self.combine, vote_logits(self.models, values))
 
     def decide(self, features: Mapping[str, float]) -> Verdict:
-        votes = tuple(_vote(model, features) for model in self.models)
-        ai_votes = sum(v.supports == AI for v in votes)
-        classification = AI if 2 * ai_votes > len(votes) else HUMAN
-        ai_probability = combined_probability(self.combine, self.vote_logits(features), classification)
-        confidence = ai_probability if classification == AI else 1.0 - ai_probability
-        return Verdict(classification, confidence, ai_probability, votes)
+        row = np.array([[features[m] for m in MEASUREMENTS]])
+        logits = vote_logits(self.models, row)
+        ai_probability, predicted_ai = decision(self.combine, logits)
+        classification = AI if predicted_ai[0] else HUMAN
+        p = float(ai_probability[0])
+        confidence = p if classification == AI else 1.0 - p
+        votes = tuple(
+            _vote(model, model.contributions(row)[0], float(logit))
+            for model, logit in zip(self.models, logits[0], strict=True)
+        )
+        return Verdict(classification, confidence, p, votes)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -183,20 +216,27 @@ class VoteRules:
         return cls(models, combine, bool(raw["calibrated"]), provenance)
 
 
-def combined_probability(combine: tuple[float, float], logits: Sequence[float], classification: str) -> float:
-    """P(AI) from the mean vote logit, held on the majority's side of 0.5."""
+def majority(logits: np.ndarray) -> np.ndarray:
+    """Per clip (row of clips x votes logits): do more than half of the votes put P(AI) above 0.5?"""
+    return np.asarray(2 * np.sum(logits > 0, axis=1) > logits.shape[1])
+
+
+def decision(combine: tuple[float, float], logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P(AI), predicted AI) per clip from its vote logits: the majority decides; P(AI) is Platt on
+    the mean vote logit, held on the majority's side of 0.5 (the confidence is its distance from 0)."""
+    predicted_ai = majority(logits)
     slope, intercept = combine
-    p = sigmoid(slope * sum(logits) / len(logits) + intercept)
-    return max(p, 0.5) if classification == AI else min(p, 0.5)
+    p = sigmoid(slope * logits.sum(axis=1) / logits.shape[1] + intercept)
+    return np.where(predicted_ai, np.maximum(p, 0.5), np.minimum(p, 0.5)), predicted_ai
 
 
-def _vote(model: VoteModel, features: Mapping[str, float]) -> Vote:
-    contributions = model.contributions(features)
-    probability = sigmoid(model.bias + sum(contributions))
-    supports = AI if probability > 0.5 else HUMAN
+def _vote(model: VoteModel, contributions: np.ndarray, logit: float) -> Vote:
+    supports = AI if logit > 0 else HUMAN
     sign = 1.0 if supports == AI else -1.0
-    leading = max(zip(contributions, model.measurements, strict=True), key=lambda cm: sign * cm[0])[1]
-    return Vote(model.name, probability, supports, leading)
+    leading = max(zip(contributions.tolist(), model.measurements, strict=True), key=lambda cm: sign * cm[0])[
+        1
+    ]
+    return Vote(model.name, float(sigmoid(np.array(logit))), supports, leading)
 
 
 def _describe(vote: Vote) -> str:
@@ -211,14 +251,12 @@ def _validate(models: Sequence[VoteModel], combine: tuple[float, float]) -> None
         expected = BY_NAME[model.name].measurements
         if model.measurements != expected:
             raise VotesFileError(f"vote {model.name} must use the measurements {expected}")
-        sizes = {len(model.mean), len(model.scale), len(model.weights), len(model.quadratic)}
+        sizes = {len(model.mean), len(model.scale), len(model.weights)}
         if sizes != {len(expected)}:
-            raise VotesFileError(
-                f"vote {model.name}: mean, scale, weights and quadratic need one value per measurement"
-            )
+            raise VotesFileError(f"vote {model.name}: mean, scale and weights need one value per measurement")
         if any(not s > 0 for s in model.scale):
             raise VotesFileError(f"vote {model.name}: every scale must be positive")
-        values = (*model.mean, *model.scale, *model.weights, *model.quadratic, model.bias)
+        values = (*model.mean, *model.scale, *model.weights, model.bias)
         if not all(math.isfinite(v) for v in values):
             raise VotesFileError(f"vote {model.name}: coefficients must be finite")
     if not all(math.isfinite(v) for v in combine) or combine[0] < 0:

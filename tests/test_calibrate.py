@@ -10,7 +10,7 @@ import pytest
 import soxr
 
 from export import calibrate, evaluate
-from export.calibrate import fit_logistic, group_folds, leave_one_group_out, predict, sample_weights
+from export.calibrate import fit_logistic, group_folds, leave_one_group_out, sample_weights
 from export.corpus import FeatureTable, compute_features
 from export.robustness import PERTURBATIONS, mp3_32k
 from export.synthetic import speech_like
@@ -218,7 +218,7 @@ def test_vectorised_prediction_is_the_services_decision(calibrated: Path, toy_co
     rules = Artifacts(calibrated).votes()
     encoder = Encoder.load(Artifacts(calibrated).graph, threads=1)
     table = compute_features(read_labels(toy_corpus), encoder, 5.0)
-    ai_probability, predicted_ai = predict(rules, table.values)
+    ai_probability, predicted_ai = rules.predict(table.values)
     for i in range(len(table.clips)):
         verdict = rules.decide(table.row(i))
         assert (verdict.classification == AI) == predicted_ai[i]

@@ -4,10 +4,11 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from service.labels import AI, HUMAN
-from service.verdict import Z_CLIP, VoteRules, VotesFileError, combined_probability, sigmoid
+from service.verdict import Z_CLIP, VoteRules, VotesFileError, decision, sigmoid
 from service.votes import MEASUREMENTS, VOTES
 
 
@@ -22,7 +23,6 @@ def rules_json(slope: float = 1.0, intercept: float = 0.0) -> dict[str, object]:
                 "mean": [0.0] * len(spec.measurements),
                 "scale": [1.0] * len(spec.measurements),
                 "weights": [2.0] + [0.0] * (len(spec.measurements) - 1),
-                "quadratic": [0.0] * len(spec.measurements),
                 "bias": 0.0,
             }
             for spec in VOTES
@@ -30,6 +30,10 @@ def rules_json(slope: float = 1.0, intercept: float = 0.0) -> dict[str, object]:
         "combine": {"slope": slope, "intercept": intercept},
         "provenance": {"graph_sha256": "x"},
     }
+
+
+def logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
 
 
 def features(ai_names: set[str], strength: float = 1.0) -> dict[str, float]:
@@ -61,23 +65,42 @@ def test_vote_probability_is_the_logistic_of_the_standardised_clipped_measuremen
     first = VOTES[0].measurements[0]
     values[first] = 1.25  # z = 0.5
     vote = rules.decide(values).votes[0]
-    assert vote.probability == pytest.approx(sigmoid(0.3 + 2.0 * 0.5))
+    assert vote.probability == pytest.approx(logistic(0.3 + 2.0 * 0.5))
     values[first] = 1e6  # far outside anything seen: the z-score is clipped
-    assert rules.decide(values).votes[0].probability == pytest.approx(sigmoid(0.3 + 2.0 * Z_CLIP))
-    raw["votes"][0]["quadratic"] = [0.5] + [0.0] * rest  # type: ignore[index]
-    values[first] = 0.0  # z = -2: the squared term adds 0.5 * 4
-    vote = VoteRules.from_json(raw).decide(values).votes[0]
-    assert vote.probability == pytest.approx(sigmoid(0.3 - 4.0 + 2.0))
+    assert rules.decide(values).votes[0].probability == pytest.approx(logistic(0.3 + 2.0 * Z_CLIP))
 
 
-def test_combined_probability_is_platt_on_the_mean_logit_held_to_the_majority() -> None:
-    logits = [2.0, 1.0, 1.0, -3.0, -3.0]  # majority AI, mean logit -0.4
-    assert combined_probability((1.0, 0.0), logits, AI) == 0.5
-    assert combined_probability((1.0, 0.0), logits, HUMAN) == pytest.approx(sigmoid(-0.4))
-    assert combined_probability((2.0, 1.0), [1.0] * 5, AI) == pytest.approx(sigmoid(3.0))
-    assert sigmoid(-800.0) == 0.0
-    assert sigmoid(800.0) == 1.0
-    assert math.isclose(sigmoid(0.0), 0.5)
+def test_decision_is_the_majority_and_platt_on_the_mean_logit_held_to_it() -> None:
+    logits = np.array(
+        [
+            [2.0, 1.0, 1.0, -3.0, -3.0],  # majority AI, mean logit -0.4: held at 0.5
+            [-2.0, -1.0, -1.0, 3.0, 3.0],  # majority human, mean logit 0.4: held at 0.5
+            [-2.0, -1.0, -1.0, -3.0, 3.0],  # majority human, mean logit -0.8
+            [1.0, 1.0, 1.0, 1.0, 1.0],
+        ]
+    )
+    ai_probability, predicted_ai = decision((1.0, 0.0), logits)
+    assert predicted_ai.tolist() == [True, False, False, True]
+    assert ai_probability.tolist() == pytest.approx([0.5, 0.5, logistic(-0.8), logistic(1.0)])
+    ai_probability, _ = decision((2.0, 1.0), logits[3:])
+    assert ai_probability[0] == pytest.approx(logistic(3.0))
+
+
+def test_sigmoid_saturates_without_overflow() -> None:
+    assert sigmoid(np.array([-800.0, 0.0, 800.0])).tolist() == [0.0, 0.5, 1.0]
+    assert sigmoid(np.array([-2.0, 3.0])) == pytest.approx([logistic(-2.0), logistic(3.0)])
+
+
+def test_predict_gives_decides_figures_for_every_clip() -> None:
+    rules = VoteRules.from_json(rules_json(slope=3.0, intercept=-1.0))
+    rng = np.random.default_rng(0)
+    values = rng.normal(scale=2.0, size=(200, len(MEASUREMENTS)))
+    ai_probability, predicted_ai = rules.predict(values)
+    for row, p, is_ai in zip(values, ai_probability, predicted_ai, strict=True):
+        verdict = rules.decide(dict(zip(MEASUREMENTS, row.tolist(), strict=True)))
+        assert verdict.classification == (AI if is_ai else HUMAN)
+        assert verdict.ai_probability == p
+    assert 0 < predicted_ai.sum() < len(values)
 
 
 def test_explanation_names_the_deciding_votes_with_probability_and_leading_measurement() -> None:
@@ -87,7 +110,7 @@ def test_explanation_names_the_deciding_votes_with_probability_and_leading_measu
     values["jitter"] = 3.0  # the strongest AI vote, led by jitter
     verdict = rules.decide(values)
     text = verdict.explanation()
-    p = sigmoid(6.0)
+    p = logistic(6.0)
     assert text.startswith(
         f"4 of 5 signals point to AI-generated speech, led by temporal variation (P(AI) {p:.2f}"
     )
@@ -101,7 +124,7 @@ def test_votes_serialise_with_probability_and_leading_measurement() -> None:
     first = verdict.votes[0].as_dict()
     assert first == {
         "name": "audio_energy",
-        "probability": round(sigmoid(2.0), 4),
+        "probability": round(logistic(2.0), 4),
         "supports": AI,
         "leading": VOTES[0].measurements[0],
     }
@@ -114,7 +137,8 @@ def test_votes_serialise_with_probability_and_leading_measurement() -> None:
         (lambda raw: raw["votes"].reverse(), "in that order"),
         (lambda raw: raw["votes"][0]["measurements"].pop(), "measurements"),
         (lambda raw: raw["votes"][1]["weights"].pop(), "one value per measurement"),
-        (lambda raw: raw["votes"][2]["quadratic"].append(0.0), "one value per measurement"),
+        (lambda raw: raw["votes"][2].update(quadratic=[0.0]), "one value per measurement"),
+        (lambda raw: raw["votes"][2].update(quadratic=[0.0] * 5 + [0.5]), "no longer supported"),
         (lambda raw: raw["votes"][0]["scale"].__setitem__(0, 0.0), "scale"),
         (lambda raw: raw["votes"][0].update(bias=float("nan")), "finite"),
         (lambda raw: raw["combine"].update(slope=-1.0), "slope"),
@@ -134,3 +158,17 @@ def test_votes_file_round_trips(tmp_path: Path) -> None:
     rules = VoteRules.from_json(rules_json(slope=1.5, intercept=0.2))
     rules.save(tmp_path / "votes.json")
     assert VoteRules.load(tmp_path / "votes.json") == rules
+
+
+def test_votes_files_with_all_zero_squared_terms_still_load_and_are_written_without_them(
+    tmp_path: Path,
+) -> None:
+    """votes.json written while VoteModel had squared terms (always fitted as 0) loads unchanged."""
+    raw = rules_json()
+    for vote in raw["votes"]:  # type: ignore[attr-defined]
+        vote["quadratic"] = [0.0] * len(vote["measurements"])
+    path = tmp_path / "votes.json"
+    path.write_text(json.dumps(raw))
+    rules = VoteRules.load(path)
+    assert rules == VoteRules.from_json(rules_json())
+    assert all("quadratic" not in vote for vote in rules.to_json()["votes"])
