@@ -21,8 +21,8 @@ reverberation; and a random gain. Written as 16 kHz FLAC with labels.csv (path,l
 language,family,channel). Small human groups are rendered three times through different channels
 (the copies stay in their group, so holding a group out holds all of its copies out).
 
-The speech DEVELOPERS.md reserves for the independent evaluation is never read (an allowlist test
-keeps the packages and paths to the ones above). Every clip that is not built is counted with
+The speech reserved for the independent evaluation is never read (an allowlist test keeps the
+packages and paths to the ones above). Every clip that is not built is counted with
 its reason (too short, too long, silent, a tool's failure).
 """
 

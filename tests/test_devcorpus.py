@@ -11,7 +11,7 @@ import pytest
 from export import devcorpus
 from export.synthetic import speech_like
 
-# An allowlist: the sources DEVELOPERS.md lets the project train and test with, and nothing else.
+# An allowlist: the sources the project may train and test with (docs/votes.md#the-dev-corpus), nothing else.
 ALLOWED_PACKAGES = {
     *(
         "espeak-ng",
