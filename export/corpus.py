@@ -37,9 +37,6 @@ class FeatureTable:
     def row(self, index: int) -> dict[str, float]:
         return dict(zip(MEASUREMENTS, self.values[index].tolist(), strict=True))
 
-    def subset(self, keep: np.ndarray) -> FeatureTable:
-        return FeatureTable(tuple(c for c, k in zip(self.clips, keep, strict=True) if k), self.values[keep])
-
 
 def feature_row(
     encoder: HiddenStates, waveform: np.ndarray, window_seconds: float, max_encoded_seconds: float = math.inf
