@@ -18,7 +18,7 @@ COPY pyproject.toml ./
 # CPU-only torch (the default index serves several GB of CUDA); the default index only when the
 # CPU index cannot be reached. Then every other dependency and the corpus, before the code, so
 # that code edits rebuild from the export step on.
-RUN torch=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"') \
+RUN torch=$(grep -o '"torch[<>=][^"]*"' pyproject.toml | tr -d '"') \
  && if python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)" "$TORCH_INDEX" 2>/dev/null; \
     then pip install --index-url "$TORCH_INDEX" "$torch"; \
     else echo "the CPU wheel index cannot be reached: torch from the default index" >&2; pip install "$torch"; fi \

@@ -13,7 +13,7 @@ index_reachable() {
 
 install_cpu_torch() {
   local requirement
-  requirement=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+  requirement=$(grep -o '"torch[<>=][^"]*"' pyproject.toml | tr -d '"')
   "$VENV/bin/python" -c 'import torch' 2>/dev/null && return 0
   if index_reachable "$TORCH_INDEX"; then
     say "installing $requirement from the CPU wheel index $TORCH_INDEX (about 200 MB)"
