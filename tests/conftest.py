@@ -4,6 +4,7 @@ import base64
 import csv
 import io
 import os
+import shutil
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -16,12 +17,12 @@ import pytest
 import soundfile as sf
 from starlette.testclient import TestClient
 
-from export.pipeline import ExportOptions, run_export
 from export.synthetic import speech_like
 from service.app import create_app
 from service.metrics import Metrics
 from service.runtime import Runtime, load_runtime
 from service.settings import Settings
+from tests.tiny_artifacts import FIXTURE, export_tiny
 
 DATA = Path(__file__).parent / "data"
 
@@ -50,35 +51,25 @@ def pytest_runtest_makereport(
     return report
 
 
-# The export's default floor is for real weights. A random tiny graph's INT8 fidelity moves with the
-# CPU's integer kernels (0.9749 without AVX-512 VNNI, above 0.98 with it), and these tests need a graph.
-TINY_MIN_FRAME_COSINE = 0.95
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed tiny export (tests/tiny_artifacts.py), copied: the service's tests need no torch."""
+    out = tmp_path_factory.mktemp("artifacts")
+    for path in FIXTURE.iterdir():
+        shutil.copy(path, out / path.name)
+    return out
 
 
 @pytest.fixture(scope="session")
-def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real export of the tiny random-init architecture, shared by the whole session."""
-    out = tmp_path_factory.mktemp("artifacts")
-    run_export(ExportOptions(out=out, random_init="tiny", threads=1, min_frame_cosine=TINY_MIN_FRAME_COSINE))
-    return out
+def exported_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real export of the tiny random-init architecture, made now: for the export's own tests."""
+    return export_tiny(tmp_path_factory.mktemp("exported"))
 
 
 @pytest.fixture(scope="session")
 def layered_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     """Tiny exports that keep one and both of its two transformer layers."""
-    folders = {}
-    for layers in (1, 2):
-        folders[layers] = tmp_path_factory.mktemp(f"layers-{layers}")
-        run_export(
-            ExportOptions(
-                out=folders[layers],
-                random_init="tiny",
-                threads=1,
-                layers=layers,
-                min_frame_cosine=TINY_MIN_FRAME_COSINE,
-            )
-        )
-    return folders
+    return {layers: export_tiny(tmp_path_factory.mktemp(f"layers-{layers}"), layers) for layers in (1, 2)}
 
 
 @pytest.fixture(scope="session")

@@ -65,17 +65,19 @@ def toy_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def calibrated(tiny_artifacts: Path, toy_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def calibrated(exported_artifacts: Path, toy_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("calibrated")
-    for source, target in zip(Artifacts(tiny_artifacts).files, Artifacts(folder).files, strict=True):
+    for source, target in zip(Artifacts(exported_artifacts).files, Artifacts(folder).files, strict=True):
         shutil.copy(source, target)
     assert calibrate.main([str(toy_corpus), "--artifacts", str(folder), "--threads", "1"]) == 0
     return folder
 
 
-def test_calibrate_writes_calibrated_votes_with_provenance(calibrated: Path, tiny_artifacts: Path) -> None:
+def test_calibrate_writes_calibrated_votes_with_provenance(
+    calibrated: Path, exported_artifacts: Path
+) -> None:
     votes = json.loads(Artifacts(calibrated).votes_file.read_text())
-    manifest = Artifacts(tiny_artifacts).manifest()
+    manifest = Artifacts(exported_artifacts).manifest()
     assert votes["calibrated"] is True
     provenance = votes["provenance"]
     assert provenance["graph_sha256"] == manifest.graph.sha256

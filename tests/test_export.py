@@ -11,13 +11,13 @@ import pytest
 
 from export.pipeline import ExportError, ExportOptions, run_export
 from service.artifacts import Artifacts
-from tests.conftest import TINY_MIN_FRAME_COSINE
+from tests.tiny_artifacts import FIXTURE, TINY_MIN_FRAME_COSINE
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_tiny_export_writes_a_static_int8_graph(tiny_artifacts: Path) -> None:
-    graph = onnx.load(Artifacts(tiny_artifacts).graph)
+def test_tiny_export_writes_a_static_int8_graph(exported_artifacts: Path) -> None:
+    graph = onnx.load(Artifacts(exported_artifacts).graph)
     ops = {node.op_type for node in graph.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     onnx.checker.check_model(graph)
@@ -25,11 +25,11 @@ def test_tiny_export_writes_a_static_int8_graph(tiny_artifacts: Path) -> None:
     assert "last_hidden_state" in [o.name for o in graph.graph.output]
 
 
-def test_manifest_records_source_recipe_fidelity_and_versions(tiny_artifacts: Path) -> None:
-    manifest = json.loads(Artifacts(tiny_artifacts).manifest_file.read_text())
+def test_manifest_records_source_recipe_fidelity_and_versions(exported_artifacts: Path) -> None:
+    manifest = json.loads(Artifacts(exported_artifacts).manifest_file.read_text())
     graph = manifest["graph"]
     assert len(graph["sha256"]) == 64
-    assert graph["bytes"] == Artifacts(tiny_artifacts).graph.stat().st_size
+    assert graph["bytes"] == Artifacts(exported_artifacts).graph.stat().st_size
     assert graph["opset"] >= 17
     assert graph["inputs"] == {"input_values": ["batch_size", "sequence_length"]}
     assert "last_hidden_state" in graph["outputs"]
@@ -63,10 +63,10 @@ def test_manifest_records_source_recipe_fidelity_and_versions(tiny_artifacts: Pa
     assert manifest["created"]
 
 
-def test_export_writes_uncalibrated_votes_for_its_own_graph(tiny_artifacts: Path) -> None:
-    votes = json.loads(Artifacts(tiny_artifacts).votes_file.read_text())
+def test_export_writes_uncalibrated_votes_for_its_own_graph(exported_artifacts: Path) -> None:
+    votes = json.loads(Artifacts(exported_artifacts).votes_file.read_text())
     assert votes["calibrated"] is False
-    assert votes["provenance"]["graph_sha256"] == Artifacts(tiny_artifacts).manifest().graph.sha256
+    assert votes["provenance"]["graph_sha256"] == Artifacts(exported_artifacts).manifest().graph.sha256
     assert len(votes["votes"]) == 5
 
 
@@ -87,22 +87,22 @@ def test_float_convs_skip_the_search(tmp_path: Path) -> None:
     assert "Conv" not in manifest.quantization["op_types_to_quantize"]
 
 
-def test_reexport_is_reproducible(tiny_artifacts: Path, tmp_path: Path) -> None:
+def test_reexport_is_reproducible(exported_artifacts: Path, tmp_path: Path) -> None:
     run_export(
         ExportOptions(out=tmp_path, random_init="tiny", threads=1, min_frame_cosine=TINY_MIN_FRAME_COSINE)
     )
-    first = Artifacts(tiny_artifacts).manifest().graph.sha256
+    first = Artifacts(exported_artifacts).manifest().graph.sha256
     second = Artifacts(tmp_path).manifest().graph.sha256
     assert first == second
 
 
-def test_other_seed_gives_another_graph(tiny_artifacts: Path, tmp_path: Path) -> None:
+def test_other_seed_gives_another_graph(exported_artifacts: Path, tmp_path: Path) -> None:
     run_export(
         ExportOptions(
             out=tmp_path, random_init="tiny", seed=7, threads=1, min_frame_cosine=TINY_MIN_FRAME_COSINE
         )
     )
-    first = Artifacts(tiny_artifacts).manifest().graph.sha256
+    first = Artifacts(exported_artifacts).manifest().graph.sha256
     assert Artifacts(tmp_path).manifest().graph.sha256 != first
 
 
@@ -199,3 +199,27 @@ def test_votes_learned_for_other_layers_are_refused(
     with pytest.raises(ArtifactsError, match=r"learned on wav2vec2 layer 2 but .* ends at layer 1"):
         mixed.load()
     assert Artifacts(layered_artifacts[1]).load()[0].source.layers == 1
+
+
+def key_paths(raw: object, prefix: str = "") -> set[str]:
+    if not isinstance(raw, dict):
+        return {prefix}
+    return {path for key, value in raw.items() for path in key_paths(value, f"{prefix}/{key}")}
+
+
+def test_the_committed_service_fixture_has_the_shape_of_an_export_made_now(exported_artifacts: Path) -> None:
+    """tests/data/tiny-artifacts stands in for this export in the service's tests (which run
+    without torch). When this fails, regenerate it: python -m tests.tiny_artifacts"""
+    committed, fresh = Artifacts(FIXTURE), Artifacts(exported_artifacts)
+    manifest, _ = committed.load()  # whole, and its votes for its own graph and today's measurements
+    fresh_manifest = fresh.manifest()
+    assert manifest.source == fresh_manifest.source
+    assert (manifest.graph.inputs, manifest.graph.outputs) == (
+        fresh_manifest.graph.inputs,
+        fresh_manifest.graph.outputs,
+    )
+    for name in ("manifest_file", "votes_file"):
+        shape, fresh_shape = (key_paths(json.loads(getattr(a, name).read_text())) for a in (committed, fresh))
+        ops = {path for path in shape | fresh_shape if "/op_counts/" in path}
+        assert shape - ops == fresh_shape - ops, f"{name}: run python -m tests.tiny_artifacts"
+    assert sum(path.stat().st_size for path in committed.files) < 300_000

@@ -26,7 +26,7 @@ from export.quantize import QuantRecipe, excluded_nodes, store_conv_weights_int8
 from export.verify import compare
 from service.artifacts import Artifacts
 from service.model import Encoder
-from tests.conftest import TINY_MIN_FRAME_COSINE
+from tests.tiny_artifacts import TINY_MIN_FRAME_COSINE
 
 
 def tiny_model() -> Wav2Vec2Model:
@@ -86,10 +86,10 @@ def test_conv_weights_stored_int8_give_nearly_the_same_output(tmp_path: Path) ->
     assert cosine.min() > 0.99
 
 
-def test_default_export_has_no_float_conv_weights(tiny_artifacts: Path) -> None:
-    manifest = Artifacts(tiny_artifacts).manifest()
+def test_default_export_has_no_float_conv_weights(exported_artifacts: Path) -> None:
+    manifest = Artifacts(exported_artifacts).manifest()
     assert manifest.quantization["convs"] in ("int8", "int8-weights")
-    graph = onnx.load(Artifacts(tiny_artifacts).graph)
+    graph = onnx.load(Artifacts(exported_artifacts).graph)
     float_weights = {i.name for i in graph.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
     assert not any(n.op_type == "Conv" and n.input[1] in float_weights for n in graph.graph.node)
     assert any(n.op_type == "QLinearConv" and "pos_conv" in n.name for n in graph.graph.node)
@@ -115,10 +115,10 @@ def test_float_nodes_are_the_first_layers_and_activation_products(tmp_path: Path
 
 
 @pytest.mark.parametrize("samples", [400, 1_999, 12_345])
-def test_exported_graph_follows_torch_at_any_length(tiny_artifacts: Path, samples: int) -> None:
+def test_exported_graph_follows_torch_at_any_length(exported_artifacts: Path, samples: int) -> None:
     """The time slices are computed from the input's length inside the graph, not traced as
     constants: odd and minimal lengths still match the unfolded torch model."""
     model, _ = load_model(ModelSource("tiny", random_init="tiny"))  # the fixture's seed
     clip = np.random.default_rng(samples).standard_normal(samples).astype(np.float32) * 0.1
-    encoder = Encoder.load(Artifacts(tiny_artifacts).graph, 1)
+    encoder = Encoder.load(Artifacts(exported_artifacts).graph, 1)
     assert compare(model, encoder, [clip]).frame_cosine_min > TINY_MIN_FRAME_COSINE
