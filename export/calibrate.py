@@ -262,22 +262,30 @@ def add_budget_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.calibrate", description=__doc__)
+def corpus_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The arguments of every command that measures a labelled corpus (calibrate, layerscan)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("data_dir", type=Path, help="folder with labels.csv and the audio it lists")
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with model.onnx")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
-    parser.add_argument("--cache", type=Path, default=None, help="reuse/write the measurements here (.npz)")
     parser.add_argument(
         "--exclude-families",
-        default=",".join(EXCLUDED_FAMILIES),
-        help="generator families (labels.csv 'family') never learnt from; default: %(default)s",
+        type=lambda names: tuple(name for name in names.split(",") if name),
+        default=EXCLUDED_FAMILIES,
+        help="generator families (labels.csv 'family') never learnt from; "
+        f"default: {','.join(EXCLUDED_FAMILIES)}",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = corpus_parser("python -m export.calibrate", __doc__)
+    parser.add_argument("--cache", type=Path, default=None, help="reuse/write the measurements here (.npz)")
     add_budget_argument(parser)
     args = parser.parse_args(argv)
     quiet_decoder_notes()
-    exclude = tuple(f for f in args.exclude_families.split(",") if f)
+    exclude = args.exclude_families
     artifacts = Artifacts(args.artifacts)
     rules = calibrate(
         args.data_dir,

@@ -10,7 +10,6 @@ figures are labelled so and decide nothing.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -24,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from export.calibrate import (
-    EXCLUDED_FAMILIES,
     L2,
+    corpus_parser,
     cross_validate,
     fit_models,
     sample_weights,
@@ -34,7 +33,7 @@ from export.calibrate import (
 from export.corpus import FeatureTable
 from service.artifacts import Artifacts, ModelOrigin
 from service.audio import SAMPLE_RATE, decode_audio, quiet_decoder_notes
-from service.detector import DEFAULT_WINDOW_SECONDS, Window, clip_features, window_features
+from service.detector import Window, clip_features, window_features
 from service.features import normalize_waveform
 from service.labels import Clip, read_labels
 from service.scoring import balanced_accuracy, equal_error_rate, roc_auc
@@ -210,24 +209,14 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.layerscan", description=__doc__)
-    parser.add_argument("data_dir", type=Path, help="folder with labels.csv and the audio it lists")
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with manifest.json")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
-    parser.add_argument(
-        "--exclude-families",
-        default=",".join(EXCLUDED_FAMILIES),
-        help="generator families never learnt from (as export.calibrate); default: %(default)s",
-    )
+    parser = corpus_parser("python -m export.layerscan", __doc__)
     parser.add_argument(
         "--report", type=Path, default=None, help="JSON path (default: ARTIFACTS/layers.json)"
     )
     args = parser.parse_args(argv)
     quiet_decoder_notes()
     artifacts = Artifacts(args.artifacts)
-    exclude = tuple(f for f in args.exclude_families.split(",") if f)
-    result = scan(args.data_dir, artifacts, args.threads, args.window_seconds, exclude)
+    result = scan(args.data_dir, artifacts, args.threads, args.window_seconds, args.exclude_families)
     report = args.report or artifacts.folder / "layers.json"
     report.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{render(result)}\nwrote {report}", file=sys.stderr)
