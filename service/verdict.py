@@ -86,15 +86,15 @@ class VoteModel:
 
 
 def _refuse_squared_terms(raw: Mapping[str, Any]) -> None:
-    """votes.json files written before the squared terms went carry ``quadratic``: all zeros (no
-    recipe ever fitted them) loads as the linear vote it is; anything else would score differently."""
+    """votes.json files written before the squared terms went carry ``quadratic``: all zeros (the
+    shipped recipe's) loads as the linear vote it is; anything else would score differently."""
     quadratic = raw.get("quadratic", ())
     if len(quadratic) not in (0, len(raw["measurements"])):
         raise VotesFileError(f"vote {raw['name']}: quadratic, if present, needs one value per measurement")
     if any(float(q) != 0.0 for q in quadratic):
         raise VotesFileError(
             f"vote {raw['name']}: squared terms (quadratic) are no longer supported; they must be 0 "
-            "or absent: recalibrate with python -m export.calibrate"
+            "or absent: recalibrate (voicecheck calibrate)"
         )
 
 
