@@ -7,7 +7,8 @@ import ast
 import re
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from functools import cache
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -53,9 +54,14 @@ def third_party_imports(room: str) -> Iterator[tuple[str, str]]:
                     yield top, str(path.relative_to(ROOT))
 
 
+@cache
+def installed() -> Mapping[str, list[str]]:
+    return packages_distributions()
+
+
 def distributions(module: str) -> set[str]:
     """The distributions that provide ``module`` (its own name when it is not installed here)."""
-    return {normalise(d) for d in packages_distributions().get(module, [module])}
+    return {normalise(d) for d in installed().get(module, [module])}
 
 
 @pytest.mark.parametrize("room", sorted(ROOMS))
