@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
-from export.pipeline import ExportError, ExportOptions, run_export
+from export.pipeline import ExportError, ExportOptions, run_export, split_windows
 from service.artifacts import Artifacts
 from tests.tiny_artifacts import FIXTURE, TINY_MIN_FRAME_COSINE
 
@@ -153,7 +155,6 @@ def test_range_audio_flag_keeps_its_old_name() -> None:
 
 
 def test_a_k_layer_graph_ends_at_layer_k(tmp_path: Path) -> None:
-    import numpy as np
     import onnxruntime as ort
     import torch
 
@@ -223,3 +224,14 @@ def test_the_committed_service_fixture_has_the_shape_of_an_export_made_now(expor
         ops = {path for path in shape | fresh_shape if "/op_counts/" in path}
         assert shape - ops == fresh_shape - ops, f"{name}: run python -m tests.tiny_artifacts"
     assert sum(path.stat().st_size for path in committed.files) < 300_000
+
+
+@pytest.mark.parametrize("seconds", [0.5, 9.9, 10.0, 10.1, 25.0, 300.0])
+def test_windows_cover_the_clip_and_stay_short(seconds: float) -> None:
+    samples = int(seconds * 16_000)
+    windows = split_windows(samples, 10.0)
+    assert windows[0][0] == 0
+    assert windows[-1][1] == samples
+    assert all(a == b for (_, a), (b, _) in itertools.pairwise(windows))
+    assert all(end - start <= 10.0 * 16_000 for start, end in windows)
+    assert len(windows) == max(1, int(np.ceil(samples / 160_000)))
