@@ -90,5 +90,10 @@ def test_the_import_scan_and_the_name_mapping_see_what_they_check() -> None:
 
 def test_every_requirement_has_a_lower_and_an_upper_bound() -> None:
     requirements = [*PROJECT["dependencies"], *(r for extra in EXTRAS.values() for r in extra)]
-    unbounded = [r for r in requirements if not (re.search(r">=\s*\d", r) and re.search(r"<\s*\d", r))]
+    exact = [r for r in requirements if re.search(r"==\s*\d", r)]
+    unbounded = [
+        r
+        for r in requirements
+        if r not in exact and not (re.search(r">=\s*\d", r) and re.search(r"<\s*\d", r))
+    ]
     assert not unbounded, f"give these a lower (>=) and an upper (<) bound in pyproject.toml: {unbounded}"
