@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from service.audio import SAMPLE_RATE, decode_audio
+from service.detector.audio import SAMPLE_RATE, decode_audio
 from tests.live import ROOT, LiveServer, live_server
 
 SAMPLE = ROOT / "tests" / "data" / "sample-espeak.mp3"

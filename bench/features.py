@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import times_ms
 from export.synthetic import speech_like
-from service.artifacts import Artifacts
-from service.model import Encoder
-from service.votes import hidden_measurements, signal_measurements
+from service.detector.artifacts import Artifacts
+from service.detector.encoder import Encoder
+from service.detector.measurements import hidden_measurements, signal_measurements
 
 
 def fastest_and_median(run: Callable[[], object], repeats: int = 30) -> tuple[float, float]:

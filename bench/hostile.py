@@ -31,7 +31,7 @@ from bench.common import (
     reset_peak_rss,
     speech,
 )
-from service.audio import quiet_decoder_notes
+from service.detector.audio import quiet_decoder_notes
 from tests.live import ROOT
 
 POST_HEAD = (

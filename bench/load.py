@@ -22,7 +22,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DETECT, HEADERS, bench_parser, bench_server, memory_kb, mp3_body, summary
-from service.audio import quiet_decoder_notes
+from service.detector.audio import quiet_decoder_notes
 from tests.live import ROOT
 
 

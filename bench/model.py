@@ -21,9 +21,9 @@ from bench.common import speech, timed
 from export.model import ALL_LAYERS, ModelSource, load_model
 from export.onnx_export import export_fp32
 from export.verify import frame_cosine
-from service.artifacts import Artifacts
-from service.features import normalize_waveform
-from service.model import Encoder
+from service.detector.artifacts import Artifacts
+from service.detector.encoder import Encoder
+from service.detector.features import normalize_waveform
 
 
 def torch_run(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:

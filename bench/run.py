@@ -23,7 +23,7 @@ from bench.freetier import render_free_tier
 from bench.install import runtime_install_size
 from bench.report import markdown
 from bench.serving import service_figures
-from service.audio import quiet_decoder_notes
+from service.detector.audio import quiet_decoder_notes
 from tests.live import ROOT
 
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_parser
 from bench.ways import make_clips, scan_run
-from service.artifacts import Artifacts
-from service.scan import ScanOptions, read_rows, scan
+from service.cli.scan import ScanOptions, read_rows, scan
+from service.detector.artifacts import Artifacts
 from tests.live import ROOT
 
 

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_parser, speech
 from bench.ways import scan_run
-from service.artifacts import Artifacts
-from service.audio import SAMPLE_RATE
+from service.detector.artifacts import Artifacts
+from service.detector.audio import SAMPLE_RATE
 from tests.live import ROOT
 
 

@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import API_KEY, HEADERS, bench_parser, bench_server, memory_kb, mp3_body, speech
 from export.synthetic import speech_like
-from service.audio import quiet_decoder_notes
-from service.stream_client import StreamOptions, load_pcm, play
+from service.cli.stream_client import StreamOptions, load_pcm, play
+from service.detector.audio import quiet_decoder_notes
 from tests.live import ROOT
 
 ROUTE = "/api/voice-detection/stream"

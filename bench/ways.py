@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import API_KEY, bench_parser, bench_server, memory_kb, speech, summary, timed
 from export.synthetic import speech_like
-from service.artifacts import Artifacts
-from service.stream_client import StreamOptions, play
+from service.cli.stream_client import StreamOptions, play
+from service.detector.artifacts import Artifacts
 from tests.live import ROOT
 
 FORMATS = (("mp3", "MP3", None), ("wav", "WAV", "PCM_16"), ("flac", "FLAC", None), ("ogg", "OGG", "VORBIS"))
@@ -73,8 +73,8 @@ def inference_totals(url: str) -> tuple[float, int]:
 def window_reference(artifacts: Path, threads: int, repeats: int = 10) -> dict[str, float]:
     """In-process time of one 5 s window's analysis (encoder + features): the floor under the
     stream's latency on this machine at this moment (it is shared, and its speed drifts)."""
-    from service.detector import analyse_window
-    from service.model import Encoder
+    from service.detector.encoder import Encoder
+    from service.detector.windows import analyse_window
 
     encoder = Encoder.load(Artifacts(artifacts).graph, threads)
     clip = speech(5.0)
@@ -104,7 +104,7 @@ def children(pid: int) -> list[int]:
 def scan_run(artifacts: Path, folder: Path, workers: int, threads: int) -> dict[str, Any]:
     out = folder.parent / f"results-{workers}.jsonl"
     out.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "service.cli", "scan", str(folder), "--out", str(out)]
+    command = [sys.executable, "-m", "service.cli.main", "scan", str(folder), "--out", str(out)]
     command += [
         "--artifacts",
         str(artifacts),

@@ -15,8 +15,8 @@ from pathlib import Path
 from export.model import ALL_LAYERS, DEFAULT_LAYERS, PRETRAINED
 from export.pipeline import ExportError, ExportOptions, SourceUnavailable, run_export
 from export.quantize import CONV_CHOICES, QuantRecipe
-from service.artifacts import Artifacts
-from service.audio import quiet_decoder_notes
+from service.detector.artifacts import Artifacts
+from service.detector.audio import quiet_decoder_notes
 
 EXIT_FAILED = 1
 EXIT_NO_MODEL = 3  # the model could not be loaded: scripts/serve falls back to --random-init on this only

@@ -1,7 +1,7 @@
 """Vote calibration: learn the five votes from a labelled folder (labels.csv) and write votes.json.
 
 Reads DATA_DIR/labels.csv (path,label,group,language[,family]), computes the measurements with
-the service's own code and the graph in --artifacts, and fits, for each vote of service.votes,
+the service's own code and the graph in --artifacts, and fits, for each vote of service.detector.measurements,
 a logistic regression (scikit-learn) with a strong L2 penalty on its standardised measurements.
 Clips are weighted so that every group (speaker, voice, vocoder) counts the same within its class
 and the two classes count the same: a thousand prompts by one speaker do not outvote five by
@@ -29,14 +29,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
 from export.corpus import FeatureTable, compute_features
-from service.artifacts import Artifacts, sha256_of
-from service.audio import quiet_decoder_notes
-from service.detector import DEFAULT_WINDOW_SECONDS
+from service.detector.artifacts import Artifacts, sha256_of
+from service.detector.audio import quiet_decoder_notes
+from service.detector.encoder import Encoder
+from service.detector.measurements import MEASUREMENTS, VOTES
+from service.detector.scoring import report
+from service.detector.votes import VoteModel, VoteProvenance, VoteRules, standardise, vote_logits
+from service.detector.windows import DEFAULT_WINDOW_SECONDS
 from service.labels import read_labels
-from service.model import Encoder
-from service.scoring import report
-from service.verdict import VoteModel, VoteProvenance, VoteRules, standardise, vote_logits
-from service.votes import MEASUREMENTS, VOTES
 
 L2 = 0.05  # penalty on the standardised weights, per unit of total sample weight
 # Resynthesised people: kept in the corpus, never learnt from: learning them barely moved unseen

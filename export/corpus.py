@@ -10,11 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from service.audio import decode_audio
-from service.detector import EncoderBudget, analysis_windows, clip_features, window_features
+from service.detector.audio import decode_audio
+from service.detector.encoder import HiddenStates
+from service.detector.measurements import (
+    HIDDEN_MEASUREMENTS,
+    MEASUREMENTS,
+    SIGNAL_MEASUREMENTS,
+    signal_measurements,
+)
+from service.detector.windows import EncoderBudget, analysis_windows, clip_features, window_features
 from service.labels import AI, Clip
-from service.model import HiddenStates
-from service.votes import HIDDEN_MEASUREMENTS, MEASUREMENTS, SIGNAL_MEASUREMENTS, signal_measurements
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ tested on the families they never saw and on human speakers they never saw).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -20,21 +19,21 @@ from typing import Any
 import numpy as np
 
 from export.calibrate import (
-    EXCLUDED_FAMILIES,
     FOLD,
     INNER_FOLDS,
     add_budget_argument,
+    corpus_parser,
     cross_validate,
     fit_votes,
     group_folds,
 )
 from export.corpus import FeatureTable, compute_features
 from export.robustness import PERTURBATIONS, Perturbation
-from service.audio import quiet_decoder_notes
-from service.detector import DEFAULT_WINDOW_SECONDS, AnalysisOptions, Detector
+from service.detector import AnalysisOptions, Detector
+from service.detector.audio import quiet_decoder_notes
+from service.detector.scoring import report, roc_curve
+from service.detector.votes import Verdict, VoteRules
 from service.labels import AI, read_labels
-from service.scoring import report, roc_curve
-from service.verdict import Verdict, VoteRules
 
 
 def verdicts(table: FeatureTable, rules: VoteRules) -> list[Verdict]:
@@ -157,27 +156,16 @@ def plot(table: FeatureTable, decided: list[Verdict], result: dict[str, Any], ou
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.evaluate", description=__doc__)
-    parser.add_argument("data_dir", type=Path, help="folder with labels.csv and the audio it lists")
-    parser.add_argument(
-        "--artifacts", type=Path, default=Path("artifacts"), help="folder with model.onnx and votes.json"
-    )
+    parser = corpus_parser("python -m export.evaluate", __doc__)
     parser.add_argument(
         "--report", type=Path, default=None, help="JSON report path (default: ARTIFACTS/evaluation.json)"
     )
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=None, help="reuse/write the measurements here (.npz)")
-    parser.add_argument(
-        "--exclude-families",
-        default=",".join(EXCLUDED_FAMILIES),
-        help="families leave-one-group-out never learns from (as export.calibrate); default: %(default)s",
-    )
     parser.add_argument(
         "--no-cross-validation",
         action="store_true",
         help="skip leave-one-group-out and the generator-transfer matrix (refits on the corpus)",
     )
-    parser.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
     parser.add_argument(
         "--robustness",
         type=int,
@@ -199,9 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     decided = verdicts(table, detector.rules)
     result = evaluate(table, decided, detector.rules)
     if not args.no_cross_validation:
-        exclude = tuple(f for f in args.exclude_families.split(",") if f)
-        result["leave_one_group_out"] = cross_validate(table, exclude)
-        result["family_out"] = family_out(table, exclude)
+        result["leave_one_group_out"] = cross_validate(table, args.exclude_families)
+        result["family_out"] = family_out(table, args.exclude_families)
         result["generator_transfer"] = transfer_matrix(table)
     if args.robustness:
         result["robustness"] = robustness(table, decided, detector, args.robustness)

@@ -31,14 +31,14 @@ from export.calibrate import (
     trainable,
 )
 from export.corpus import FeatureTable
-from service.artifacts import Artifacts, ModelOrigin
-from service.audio import SAMPLE_RATE, decode_audio, quiet_decoder_notes
-from service.detector import Window, clip_features, window_features
-from service.features import normalize_waveform
+from service.detector.artifacts import Artifacts, ModelOrigin
+from service.detector.audio import SAMPLE_RATE, decode_audio, quiet_decoder_notes
+from service.detector.features import normalize_waveform
+from service.detector.measurements import MEASUREMENTS, VOTES, hidden_measurements
+from service.detector.scoring import balanced_accuracy, equal_error_rate, roc_auc
+from service.detector.votes import vote_logits
+from service.detector.windows import Window, clip_features, window_features
 from service.labels import Clip, read_labels
-from service.scoring import balanced_accuracy, equal_error_rate, roc_auc
-from service.verdict import vote_logits
-from service.votes import MEASUREMENTS, VOTES, hidden_measurements
 
 HIDDEN_VOTE = next(index for index, spec in enumerate(VOTES) if spec.source == "hidden")
 INPUT_NAME = "input_values"
@@ -88,7 +88,7 @@ class EveryLayerEncoder:
 
     @classmethod
     def load(cls, graph: Path, threads: int) -> EveryLayerEncoder:
-        from service.model import create_session
+        from service.detector.encoder import create_session
 
         return cls(create_session(graph, threads))
 

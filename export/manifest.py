@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.artifacts import GraphInfo, Manifest, ModelOrigin, sha256_of
+from service.detector.artifacts import GraphInfo, Manifest, ModelOrigin, sha256_of
 
 PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "numpy")
 

@@ -13,7 +13,7 @@ from huggingface_hub import constants
 from torch.nn.utils import parametrize
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from service.artifacts import ModelOrigin
+from service.detector.artifacts import ModelOrigin
 
 PRETRAINED = "facebook/wav2vec2-base"
 # Same conv strides as the base model (one frame per 20 ms), everything else small.

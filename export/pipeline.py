@@ -24,11 +24,11 @@ from export.onnx_export import export_fp32
 from export.quantize import CONV_CHOICES, QuantRecipe, quantize
 from export.synthetic import labelled_clips, speech_like
 from export.verify import compare, latency_ms
-from service.artifacts import Artifacts, Manifest
-from service.audio import SAMPLE_RATE, decode_audio
-from service.detector import DEFAULT_WINDOW_SECONDS
-from service.model import Encoder
-from service.verdict import VoteProvenance, VoteRules
+from service.detector.artifacts import Artifacts, Manifest
+from service.detector.audio import SAMPLE_RATE, decode_audio
+from service.detector.encoder import Encoder
+from service.detector.votes import VoteProvenance, VoteRules
+from service.detector.windows import DEFAULT_WINDOW_SECONDS
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus"}
 RANGE_WINDOWS = 32

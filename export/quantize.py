@@ -20,7 +20,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from service.features import normalize_waveform
+from service.detector.features import normalize_waveform
 
 # How convs are stored and run, smallest and fastest first. "int8": static INT8 (QLinearConv)
 # everywhere but the first layer; "int8-weights": the positional conv in static INT8, the feature

@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from service.audio import SAMPLE_RATE, decode_audio
+from service.detector.audio import SAMPLE_RATE, decode_audio
 
 Perturbation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 

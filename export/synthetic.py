@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.audio import SAMPLE_RATE
+from service.detector.audio import SAMPLE_RATE
 
 
 def speech_like(seconds: float, seed: int, natural: bool) -> np.ndarray:

@@ -12,8 +12,8 @@ import torch
 from transformers import Wav2Vec2Model
 
 from export.model import torch_hidden_states
-from service.features import normalize_waveform
-from service.model import Encoder
+from service.detector.encoder import Encoder
+from service.detector.features import normalize_waveform
 
 LATENCY_REPEATS = 5
 

@@ -7,11 +7,11 @@ import sys
 
 import uvicorn
 
-from service.app import create_app
-from service.audio import quiet_decoder_notes
-from service.malloc import limit_fragmentation
-from service.server import server_config
-from service.settings import Settings, SettingsError
+from service.detector.audio import quiet_decoder_notes
+from service.detector.malloc import limit_fragmentation
+from service.web.app import create_app
+from service.web.server import server_config
+from service.web.settings import Settings, SettingsError
 
 
 def main() -> int:

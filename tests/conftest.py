@@ -18,10 +18,10 @@ import soundfile as sf
 from starlette.testclient import TestClient
 
 from export.synthetic import speech_like
-from service.app import create_app
-from service.metrics import Metrics
-from service.runtime import Runtime, load_runtime
-from service.settings import Settings
+from service.web.app import create_app
+from service.web.prometheus import Metrics
+from service.web.runtime import Runtime, load_runtime
+from service.web.settings import Settings
 from tests.tiny_artifacts import FIXTURE, export_tiny
 
 DATA = Path(__file__).parent / "data"

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from service.artifacts import Artifacts, ArtifactsError, ModelOrigin
-from service.detector import Detection
-from service.settings import Settings
+from service.detector.artifacts import Artifacts, ArtifactsError, ModelOrigin
+from service.detector.windows import Detection
+from service.web.settings import Settings
 from tests.conftest import API_KEY, DATA, encode, make_client, payload, post, serving, speech
 
 SAMPLE = (DATA / "sample-espeak.mp3").read_bytes()

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.audio import SAMPLE_RATE, AudioLimits, decode_audio
-from service.errors import AudioError
+from service.detector.audio import SAMPLE_RATE, AudioLimits, decode_audio
+from service.detector.errors import AudioError
 from tests.conftest import DATA, encode, speech
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +94,7 @@ def test_hours_of_audio_are_refused_without_decoding_them(monkeypatch: pytest.Mo
 
 
 def test_streams_without_a_length_stop_at_the_limit() -> None:
-    from service.audio import _read_resampled
+    from service.detector.audio import _read_resampled
 
     class Endless:
         samplerate = 16_000
@@ -130,7 +130,7 @@ def test_modest_overs_in_float_files_are_accepted() -> None:
 def test_decoder_notes_stay_out_of_stderr_and_everything_else_reaches_it() -> None:
     script = (
         "import ctypes, sys, logging\n"
-        "from service.audio import decode_audio, quiet_decoder_notes\n"
+        "from service.detector.audio import decode_audio, quiet_decoder_notes\n"
         "quiet_decoder_notes()\n"
         "logging.basicConfig()\n"
         f"decode_audio(open({str(DATA / 'sample-espeak.mp3')!r}, 'rb').read())\n"

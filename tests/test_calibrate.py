@@ -14,19 +14,19 @@ from export.calibrate import fit_logistic, group_folds, leave_one_group_out, sam
 from export.corpus import FeatureTable, compute_features
 from export.robustness import PERTURBATIONS, mp3_32k
 from export.synthetic import speech_like
-from service.artifacts import Artifacts
-from service.detector import clip_features, window_features
-from service.labels import AI, read_labels
-from service.model import Encoder
-from service.scoring import (
+from service.detector.artifacts import Artifacts
+from service.detector.encoder import Encoder
+from service.detector.measurements import MEASUREMENTS, VOTES
+from service.detector.scoring import (
     balanced_accuracy,
     equal_error_rate,
     expected_calibration_error,
     roc_auc,
     tiered_score,
 )
-from service.settings import Settings
-from service.votes import MEASUREMENTS, VOTES
+from service.detector.windows import clip_features, window_features
+from service.labels import AI, read_labels
+from service.web.settings import Settings
 from tests.conftest import encode, make_client
 
 

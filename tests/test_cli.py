@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from service.cli import main
+from service.cli.main import main
 from tests.conftest import encode, speech
 from tests.live import ROOT
+
+CLI_MODULE = "service.cli.main"  # what the voicecheck command runs
 
 
 @pytest.mark.parametrize("command", ["serve", "scan", "stream", "export", "calibrate", "evaluate", "layers"])
@@ -28,7 +30,11 @@ def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[s
 
 def test_top_level_help_lists_the_subcommands() -> None:
     shown = subprocess.run(
-        [sys.executable, "-m", "service.cli", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", CLI_MODULE, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for command in ("serve", "scan", "stream", "export", "calibrate", "evaluate", "layers"):
         assert command in shown
@@ -73,7 +79,7 @@ def test_scan_command_writes_csv_and_prints_summary_and_metrics(
 
 
 def scan_command(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "service.cli", "scan", *args, "--threads", "1", "--no-progress"]
+    command = [sys.executable, "-m", CLI_MODULE, "scan", *args, "--threads", "1", "--no-progress"]
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen(
         command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

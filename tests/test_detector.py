@@ -13,14 +13,15 @@ from starlette.testclient import TestClient
 
 from export.corpus import compute_features
 from export.evaluate import verdicts
-from service.artifacts import ArtifactsError
-from service.audio import AudioLimits, decode_audio
-from service.contract import success_body
-from service.detector import AnalysisOptions, Detector, EncoderBudget
-from service.errors import AudioError
+from service.cli.scan import FileOptions, Scanner
+from service.cli.stream_client import load_samples
+from service.detector import AnalysisOptions, Detector
+from service.detector.artifacts import ArtifactsError
+from service.detector.audio import AudioLimits, decode_audio
+from service.detector.errors import AudioError
+from service.detector.windows import EncoderBudget
 from service.labels import Clip
-from service.scan import FileOptions, Scanner
-from service.stream_client import load_samples
+from service.web.contract import success_body
 from tests.conftest import API_KEY, encode, payload, post, speech
 
 LANGUAGE = "English"

@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from export.pipeline import ExportError, ExportOptions, run_export, split_windows
-from service.artifacts import Artifacts
+from service.detector.artifacts import Artifacts
 from tests.tiny_artifacts import FIXTURE, TINY_MIN_FRAME_COSINE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,7 +161,7 @@ def test_a_k_layer_graph_ends_at_layer_k(tmp_path: Path) -> None:
     from export.model import ModelSource, for_export, load_model
     from export.onnx_export import export_fp32
     from export.synthetic import speech_like
-    from service.features import normalize_waveform
+    from service.detector.features import normalize_waveform
 
     full, _ = load_model(ModelSource("tiny", random_init="tiny", layers=12))
     cut, source = load_model(ModelSource("tiny", random_init="tiny", layers=1))
@@ -191,7 +191,7 @@ def test_votes_learned_for_other_layers_are_refused(
 ) -> None:
     import shutil
 
-    from service.artifacts import ArtifactsError
+    from service.detector.artifacts import ArtifactsError
 
     mixed = Artifacts(tmp_path)
     for source, target in zip(Artifacts(layered_artifacts[1]).files, mixed.files, strict=True):

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.artifacts import Artifacts
-from service.detector import MIN_WINDOW_SECONDS, analysis_windows, detect, window_features
-from service.features import hidden_variance_measurements, telephone_band
-from service.model import Encoder
-from service.votes import MEASUREMENTS, VOTES, signal_measurements
+from service.detector.artifacts import Artifacts
+from service.detector.encoder import Encoder
+from service.detector.features import hidden_variance_measurements, telephone_band
+from service.detector.measurements import MEASUREMENTS, VOTES, signal_measurements
+from service.detector.windows import MIN_WINDOW_SECONDS, analysis_windows, detect, window_features
 from tests.conftest import speech
 
 

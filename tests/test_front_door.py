@@ -4,7 +4,7 @@ import re
 
 from starlette.testclient import TestClient
 
-from service.settings import Settings
+from service.web.settings import Settings
 from tests.conftest import make_client
 
 

@@ -24,8 +24,8 @@ from export.onnx_export import export_fp32
 from export.pipeline import ExportOptions, run_export
 from export.quantize import QuantRecipe, excluded_nodes, store_conv_weights_int8
 from export.verify import compare
-from service.artifacts import Artifacts
-from service.model import Encoder
+from service.detector.artifacts import Artifacts
+from service.detector.encoder import Encoder
 from tests.tiny_artifacts import TINY_MIN_FRAME_COSINE
 
 

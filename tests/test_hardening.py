@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.contract import parse_request
-from service.errors import ClientError
-from service.stream_client import StreamOptions, load_pcm, play
+from service.cli.stream_client import StreamOptions, load_pcm, play
+from service.web.contract import parse_request
+from service.web.errors import ClientError
 from tests.conftest import API_KEY, encode, payload, speech
 from tests.live import LiveServer, live_server
 

@@ -13,9 +13,9 @@ from export.corpus import feature_row
 from export.model import ModelSource, for_export, load_model
 from export.onnx_export import export_fp32
 from export.synthetic import speech_like
-from service.artifacts import Artifacts
-from service.features import normalize_waveform
-from service.model import Encoder
+from service.detector.artifacts import Artifacts
+from service.detector.encoder import Encoder
+from service.detector.features import normalize_waveform
 from tests.test_calibrate import toy_corpus  # noqa: F401  (the fixture)
 
 

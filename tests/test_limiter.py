@@ -7,11 +7,11 @@ import pytest
 
 
 def test_rate_limit_refills_smoothly(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service import limiter
-    from service.errors import ClientError
+    from service.web import limiter
+    from service.web.errors import ClientError
 
     clock = [1000.0]
-    monkeypatch.setattr(time, "monotonic", lambda: clock[0])  # the clock service.limiter reads
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])  # the clock service.web.limiter reads
     bucket = limiter.RateLimit(60)
     for _ in range(60):
         bucket.take("key")
@@ -26,8 +26,8 @@ def test_rate_limit_refills_smoothly(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_byte_budget_makes_a_parse_wait_for_room_then_refuses() -> None:
-    from service.errors import ServiceUnavailable
-    from service.limiter import ByteBudget
+    from service.web.errors import ServiceUnavailable
+    from service.web.limiter import ByteBudget
 
     budget = ByteBudget(100)
     order: list[str] = []

@@ -62,12 +62,12 @@ def test_blocker_really_blocks() -> None:
 def test_every_service_module_imports_and_serves_without_torch(tiny_artifacts: Path) -> None:
     code = f"""
 import pkgutil, importlib, service
-for module in pkgutil.iter_modules(service.__path__):
-    importlib.import_module('service.' + module.name)
+for module in pkgutil.walk_packages(service.__path__, 'service.'):
+    importlib.import_module(module.name)
 from pathlib import Path
 from starlette.testclient import TestClient
-from service.app import create_app
-from service.settings import Settings
+from service.web.app import create_app
+from service.web.settings import Settings
 app = create_app(Settings(api_key='k', artifacts_dir=Path({str(tiny_artifacts)!r}), threads=1))
 with TestClient(app) as client:
     assert client.get('/health').status_code == 200
@@ -98,6 +98,13 @@ def test_every_service_test_file_is_run_without_torch() -> None:
     """A new test file that needs no export belongs in SERVICE_TESTS; one that needs it, here."""
     export_side = {"test_export", "test_graph_memory", "test_layerscan", "test_calibrate", "test_devcorpus"}
     # test_scan_ray: run once (it starts Ray clusters; its workers are processes of their own)
-    elsewhere = {"test_runtime_imports", "test_deploy", "test_dependencies", "test_scripts", "test_scan_ray"}
+    elsewhere = {
+        "test_runtime_imports",
+        "test_deploy",
+        "test_dependencies",
+        "test_scripts",
+        "test_scan_ray",
+        "test_layout",
+    }
     present = {path.stem for path in (ROOT / "tests").glob("test_*.py")}
     assert present - export_side - elsewhere == set(SERVICE_TESTS)

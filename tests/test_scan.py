@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from service.audio import decode_audio
-from service.detector import detect
-from service.scan import (
+from service.cli.scan import (
     FileOptions,
     ScanError,
     Scanner,
@@ -23,6 +21,8 @@ from service.scan import (
     scan,
     summary_table,
 )
+from service.detector.audio import decode_audio
+from service.detector.windows import detect
 from tests.conftest import encode, payload, post, speech
 
 

@@ -18,15 +18,15 @@ from typing import Any
 
 import pytest
 
-from service.contract import error_body
-from service.scan import FileOptions, ScanError, ScanOptions, read_rows, scan
+from service.cli.scan import FileOptions, ScanError, ScanOptions, read_rows, scan
+from service.web.contract import error_body
 from tests.conftest import encode, speech
 from tests.test_runtime_imports import ROOT
 
 ray = pytest.importorskip("ray", reason="the cluster extra: pip install '.[cluster]'")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from service.scan_ray import NOT_ANALYSED, analysed  # noqa: E402
+from service.cli.scan_ray import NOT_ANALYSED, analysed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +181,8 @@ def test_neither_the_service_nor_the_local_scan_imports_ray(tiny_artifacts: Path
     code = f"""
 import sys
 from pathlib import Path
-import service.app, service.cli, service.scan
-from service.scan import ScanOptions, scan
+import service.web.app, service.cli.main, service.cli.scan
+from service.cli.scan import ScanOptions, scan
 scan(ScanOptions(paths=(Path({str(tiny_artifacts)!r}),), out=Path({str(tmp_path / "r.jsonl")!r}),
      artifacts=Path({str(tiny_artifacts)!r}), progress=False))
 print(sorted(m for m in sys.modules if m.split('.')[0] in {{'ray', 'pyarrow'}}))
@@ -204,7 +204,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] == 'ray':
             raise ImportError('No module named ' + repr(name))
 sys.meta_path.insert(0, Block())
-from service.cli import main
+from service.cli.main import main
 sys.exit(main(['scan', {str(clips)!r}, '--out', '/nonexistent/r.jsonl', '--engine', 'ray',
                '--artifacts', {str(tiny_artifacts)!r}, '--no-progress']))
 """
@@ -238,7 +238,7 @@ def test_every_bad_ray_scan_argument_is_one_line_and_exit_2(
     local_ray: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from service.cli import main
+    from service.cli.main import main
 
     out = str(tmp_path / "r.jsonl")
     assert (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from service.scoring import equal_error_rate, roc_auc, roc_curve
+from service.detector.scoring import equal_error_rate, roc_auc, roc_curve
 
 
 @pytest.mark.parametrize("seed", range(5))

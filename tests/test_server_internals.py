@@ -1,8 +1,9 @@
-"""The uvicorn and h11 internals service/server.py's protocol subclasses rely on, on the installed versions.
+"""The uvicorn and h11 internals that service/web/server.py's protocol subclasses rely on, as
+installed.
 
 pyproject.toml holds uvicorn to the minor range these were checked on. When one of these tests fails
 (a new uvicorn), the subclass may now misbehave silently: read the named uvicorn module, adapt
-service/server.py, run tests/test_hardening.py and tests/test_stream.py (they drive the real server),
+service/web/server.py, run tests/test_hardening.py and tests/test_stream.py (they drive the real server),
 then move the uvicorn bound in pyproject.toml to the version checked.
 """
 
@@ -21,11 +22,11 @@ from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.websockets import websockets_sansio_impl
 from websockets.server import ServerProtocol
 
-from service.server import BoundedH11Protocol, StrictWebSocketProtocol, server_config
-from service.settings import Settings
+from service.web.server import BoundedH11Protocol, StrictWebSocketProtocol, server_config
+from service.web.settings import Settings
 
 ADAPT = (
-    "uvicorn {version} changed {what}, which service/server.py's {subclass} relies on: read "
+    "uvicorn {version} changed {what}, which service/web/server.py's {subclass} relies on: read "
     "{module}, adapt the subclass, run tests/test_hardening.py and tests/test_stream.py, then set the "
     "uvicorn range in pyproject.toml to the version checked"
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings, SettingsError, create_key_file
+from service.web.settings import Settings, SettingsError, create_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from service.detector import DEFAULT_WINDOW_SECONDS
+from service.detector.windows import DEFAULT_WINDOW_SECONDS
 from tests.conftest import API_KEY, encode, payload, speech
 from tests.live import live_server, wait_until
 

@@ -13,9 +13,9 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from service.detector import WindowAssembler, analysis_windows
-from service.settings import Settings, SettingsError
-from service.stream_client import load_samples
+from service.cli.stream_client import load_samples
+from service.detector.windows import WindowAssembler, analysis_windows
+from service.web.settings import Settings, SettingsError
 from tests.conftest import API_KEY, encode, make_client, payload, post, serving, speech
 
 ROUTE = "/api/voice-detection/stream"

@@ -16,19 +16,20 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from service.stream_client import ClientFailure, StreamOptions, client_key, load_pcm, play, stream_url
+from service.cli.stream_client import ClientFailure, StreamOptions, client_key, load_pcm, play, stream_url
 from tests.conftest import API_KEY, encode, payload, speech
 from tests.live import ROOT, LiveServer, free_port, live_server
 
 ROUTE = "/api/voice-detection/stream"
 FRAME_LIMIT = 8192  # the live server's STREAM_MAX_FRAME_BYTES
+CLI_MODULE = "service.cli.main"  # what the voicecheck command runs
 
 
 @pytest.fixture(scope="module")
 def live(tiny_artifacts: Path) -> Iterator[LiveServer]:
     """``voicecheck serve``: the real server, through the command people start."""
     env = {"STREAM_MAX_FRAME_BYTES": str(FRAME_LIMIT)}
-    with live_server(tiny_artifacts, API_KEY, command=("-m", "service.cli", "serve"), env=env) as running:
+    with live_server(tiny_artifacts, API_KEY, command=("-m", CLI_MODULE, "serve"), env=env) as running:
         yield running
 
 
@@ -40,7 +41,7 @@ def server(live: LiveServer) -> str:
 def voicecheck(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``voicecheck ARGS`` in a new process, with API_KEY and PORT unset unless ``env`` sets them."""
     environment = {k: v for k, v in os.environ.items() if k not in ("API_KEY", "API_KEY_FILE", "PORT")}
-    command = [sys.executable, "-m", "service.cli", *args]
+    command = [sys.executable, "-m", CLI_MODULE, *args]
     return subprocess.run(
         command, cwd=ROOT, env={**environment, **(env or {})}, capture_output=True, text=True, timeout=120
     )

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from service.settings import Settings
+from service.web.settings import Settings
 from tests.conftest import API_KEY, DATA, encode, make_client, payload, post, serving, speech
 from tests.live import LiveServer, live_server
 from tests.test_api import assert_error, assert_success

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.detector.measurements import MEASUREMENTS, VOTES
+from service.detector.votes import Z_CLIP, VoteRules, VotesFileError, decision, sigmoid
 from service.labels import AI, HUMAN
-from service.verdict import Z_CLIP, VoteRules, VotesFileError, decision, sigmoid
-from service.votes import MEASUREMENTS, VOTES
 
 
 def rules_json(slope: float = 1.0, intercept: float = 0.0) -> dict[str, object]:

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from service.artifacts import Artifacts
+from service.detector.artifacts import Artifacts
 
 FIXTURE = Path(__file__).parent / "data" / "tiny-artifacts"
 # The export's default floor is for real weights. A random tiny graph's INT8 fidelity moves with the

@@ -3,7 +3,7 @@
 Ray Data reads the files (local paths, or URIs of any filesystem pyarrow reads: s3://, gs://,
 hdfs://, file://) in small blocks and streams them to a fixed pool of actors, each holding one
 ``Scanner`` (one onnxruntime session) for its whole life. Rows come back to the driver in the order
-they finish, and service/scan.py writes them: lines, resume, the lock on ``--out`` and the summary
+they finish, and service/cli/scan.py writes them: lines, resume, the lock on ``--out`` and the summary
 are the local engine's. An actor that dies is restarted by Ray and its block retried once; a block
 that still fails is dropped by Ray Data and its files are recorded as failed, so one bad file never
 stops the job. Only ``--engine ray`` imports this module (and so ray).
@@ -30,10 +30,7 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy, DataContext
 
-from service.audio import quiet_decoder_notes
-from service.contract import error_body
-from service.malloc import limit_fragmentation
-from service.scan import (
+from service.cli.scan import (
     AUDIO_SUFFIXES,
     RETRIES,
     FileOptions,
@@ -43,6 +40,9 @@ from service.scan import (
     Warn,
     file_text,
 )
+from service.detector.audio import quiet_decoder_notes
+from service.detector.malloc import limit_fragmentation
+from service.web.contract import error_body
 
 MAX_READ_TASKS = 10_000  # files are read one per block up to this many, then a few per block
 CONNECT_SECONDS = 10.0  # --ray-address must take a connection within this

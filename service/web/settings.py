@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from service.detector import DEFAULT_WINDOW_SECONDS, WINDOW_SECONDS_RANGE
+from service.detector.windows import DEFAULT_WINDOW_SECONDS, WINDOW_SECONDS_RANGE
 
 DEFAULT_LANGUAGES = ("Tamil", "English", "Hindi", "Malayalam", "Telugu")
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -13,10 +13,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
-from service import api, stream, upload
-from service.errors import ClientError
-from service.metrics import Metrics
-from service.middleware import (
+from service.detector.errors import AudioError
+from service.web import api, stream, upload
+from service.web.errors import ClientError
+from service.web.middleware import (
     AccessLog,
     InternalErrors,
     RandomWeightsHeader,
@@ -24,8 +24,9 @@ from service.middleware import (
     RequestMetrics,
     SecurityHeaders,
 )
-from service.runtime import Runtime, load_runtime
-from service.settings import Settings
+from service.web.prometheus import Metrics
+from service.web.runtime import Runtime, load_runtime
+from service.web.settings import Settings
 
 log = logging.getLogger("voicecheck")
 
@@ -87,6 +88,7 @@ def create_app(settings: Settings, load: Callable[[Settings, Metrics], Runtime] 
         middleware=middleware,
         exception_handlers={
             ClientError: api.client_error,
+            AudioError: api.client_error,
             HTTPException: api.http_error,
         },
         lifespan=lifespan,

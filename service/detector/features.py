@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from service.audio import SAMPLE_RATE
+from service.detector.audio import SAMPLE_RATE
 
 HOP = 160  # 10 ms
 FRAME = 400  # 25 ms, for spectra and crossings

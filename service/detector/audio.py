@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from service.errors import AudioError
+from service.detector.errors import AudioError
 
 SAMPLE_RATE = 16_000
 _BLOCK_FRAMES = 1 << 16

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from starlette.routing import BaseRoute, Route
 
-from service.artifacts import WEIGHT_KINDS
-from service.contract import AUDIO_FORMATS, REQUIRED_FIELDS
+from service.detector.artifacts import WEIGHT_KINDS
 from service.labels import LABELS
+from service.web.contract import AUDIO_FORMATS, REQUIRED_FIELDS
 
 Statuses = Mapping[int, str]
 BodySchema = Callable[[tuple[str, ...]], dict[str, Any]]  # languages -> requestBody

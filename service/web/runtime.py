@@ -9,15 +9,16 @@ from typing import BinaryIO
 
 import numpy as np
 
-from service.artifacts import Manifest
-from service.audio import SAMPLE_RATE, AudioLimits
-from service.detector import AnalysisOptions, Detection, Detector, EncoderBudget, EncoderPace, Window
-from service.limiter import ByteBudget, InferenceLimiter, RateLimit
-from service.malloc import release_free_memory
-from service.metrics import Metrics
-from service.model import HiddenStates
-from service.settings import Settings
-from service.verdict import VoteRules
+from service.detector import AnalysisOptions, Detector
+from service.detector.artifacts import Manifest
+from service.detector.audio import SAMPLE_RATE, AudioLimits
+from service.detector.encoder import HiddenStates
+from service.detector.malloc import release_free_memory
+from service.detector.votes import VoteRules
+from service.detector.windows import Detection, EncoderBudget, EncoderPace, Window
+from service.web.limiter import ByteBudget, InferenceLimiter, RateLimit
+from service.web.prometheus import Metrics
+from service.web.settings import Settings
 
 # Largest bodies parsed in memory at once, over all requests: json.loads holds the GIL, so a second
 # parse at the same time would only wait inside the thread pool, holding its memory.

@@ -15,10 +15,10 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service import api
-from service.contract import AUDIO_FORMATS, DetectionRequest, audio_format, canonical_language
-from service.errors import ClientError
-from service.openapi import Operation, documented, language_schema
+from service.web import api
+from service.web.contract import AUDIO_FORMATS, DetectionRequest, audio_format, canonical_language
+from service.web.errors import ClientError
+from service.web.openapi import Operation, documented, language_schema
 
 FIELDS = ("file", "language", "audioFormat")
 MAX_TEXT_FIELD_BYTES = 1024  # language and audioFormat are short words

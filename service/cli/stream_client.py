@@ -23,10 +23,10 @@ import soundfile as sf
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from service.audio import _BLOCK_FRAMES, CONTAINERS, PCM_ENCODINGS, SAMPLE_RATE, decode_audio
-from service.errors import AudioError
-from service.settings import SettingsError, key_file, read_key_file
-from service.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ROUTE
+from service.detector.audio import _BLOCK_FRAMES, CONTAINERS, PCM_ENCODINGS, SAMPLE_RATE, decode_audio
+from service.detector.errors import AudioError
+from service.web.settings import SettingsError, key_file, read_key_file
+from service.web.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ROUTE
 
 SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 CONNECT_SECONDS = 10.0

@@ -13,8 +13,8 @@ from pathlib import Path
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.contract import error_body
-from service.metrics import Metrics
+from service.web.contract import error_body
+from service.web.prometheus import Metrics
 
 access_log = logging.getLogger("voicecheck.access")
 error_log = logging.getLogger("voicecheck.error")

@@ -15,9 +15,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-from service import apidocs
-from service.audio import AUDIO_ERRORS
-from service.contract import (
+from service.detector.audio import AUDIO_ERRORS
+from service.detector.errors import AudioError
+from service.web import apidocs
+from service.web.contract import (
     KEY_HELP,
     REQUEST_ERRORS,
     DetectionRequest,
@@ -26,13 +27,13 @@ from service.contract import (
     parse_request,
     success_body,
 )
-from service.errors import ClientError, ServiceUnavailable
-from service.limiter import LIMIT_ERRORS
-from service.middleware import INTERNAL_ERRORS
-from service.openapi import Operation, documented, json_request_body, merged, openapi_document
-from service.runtime import Runtime
-from service.server import CONNECTION_ERRORS
-from service.settings import Settings
+from service.web.errors import ClientError, ServiceUnavailable
+from service.web.limiter import LIMIT_ERRORS
+from service.web.middleware import INTERNAL_ERRORS
+from service.web.openapi import Operation, documented, json_request_body, merged, openapi_document
+from service.web.runtime import Runtime
+from service.web.server import CONNECTION_ERRORS
+from service.web.settings import Settings
 
 RETRY_AFTER_SECONDS = "5"
 
@@ -264,6 +265,8 @@ def _check_content_type(request: Request, expected: str) -> None:
 
 
 async def client_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, AudioError):
+        exc = ClientError(exc.message)
     assert isinstance(exc, ClientError)
     headers = {"retry-after": RETRY_AFTER_SECONDS} if exc.status_code in (429, 503) else {}
     if exc.close:

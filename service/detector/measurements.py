@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from service.features import (
+from service.detector.features import (
     BAND_EDGES_HZ,
     SMOOTHINGS,
     SignalAnalysis,

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from service.detector import Detection
-from service.errors import ClientError
+from service.detector.windows import Detection
+from service.web.errors import ClientError
 
 AUDIO_FORMATS = ("mp3", "wav", "flac", "ogg")
 REQUIRED_FIELDS = ("language", "audioFormat", "audioBase64")

@@ -1,4 +1,5 @@
-"""Errors a client can cause, each carrying the HTTP status it maps to."""
+"""Errors a client of the web service can cause, each carrying the HTTP status it maps to (the
+detector's AudioError is answered as a 400)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,6 @@ class ClientError(Exception):
         self.close = close  # the client stalled mid-body: the connection cannot be reused
         if status_code is not None:
             self.status_code = status_code
-
-
-class AudioError(ClientError):
-    """Audio that cannot be decoded or analysed."""
 
 
 class ServiceUnavailable(ClientError):

@@ -1,6 +1,6 @@
 """The five-vote rule: five small calibrated models, a majority, a calibrated confidence, an explanation.
 
-Each vote (service.votes.VOTES) is a logistic model over its own standardised measurements and
+Each vote (service.detector.measurements.VOTES) is a logistic model over its own standardised measurements and
 gives P(AI). A vote supports AI when its P(AI) is above 0.5 (its logit above 0); the majority of
 the five decides. The confidence is a Platt mapping of the mean of the five vote logits, held on
 the majority's side of 0.5 so it never contradicts the decision. Every coefficient comes from
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from service.detector.measurements import BY_NAME, MEASUREMENTS, VOTE_NAMES
 from service.labels import AI, HUMAN
-from service.votes import BY_NAME, MEASUREMENTS, VOTE_NAMES
 
 Z_CLIP = 4.0  # standardised measurements are clipped here: an unseen channel cannot run away
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from service.verdict import VoteRules, VotesFileError
+from service.detector.votes import VoteRules, VotesFileError
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

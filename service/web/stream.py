@@ -27,13 +27,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from service.audio import PCM_ENCODINGS, SAMPLE_RATE, check_audible
-from service.contract import canonical_language, check_api_key, success_body
-from service.detector import Window
-from service.errors import ClientError
-from service.middleware import access_log, log_bug, new_request_id
-from service.runtime import Runtime
-from service.settings import Settings
+from service.detector.audio import PCM_ENCODINGS, SAMPLE_RATE, check_audible
+from service.detector.errors import AudioError
+from service.detector.windows import Window
+from service.web.contract import canonical_language, check_api_key, success_body
+from service.web.errors import ClientError
+from service.web.middleware import access_log, log_bug, new_request_id
+from service.web.runtime import Runtime
+from service.web.settings import Settings
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
 START_FIELDS = ("type", "language", "sampleRate", "encoding", "apiKey")
@@ -41,7 +42,7 @@ MAX_TEXT_BYTES = 4096
 WALL_TIME_FACTOR = 2.0  # a stream may take twice its audio's length in wall time (queueing, jitter)
 
 NORMAL, POLICY, UNSUPPORTED, TOO_BIG, INTERNAL, TRY_AGAIN = 1000, 1008, 1003, 1009, 1011, 1013
-# sent by the server's WebSocket layer (service/server.py, uvicorn, websockets)
+# sent by the server's WebSocket layer (service/web/server.py, uvicorn, websockets)
 PROTOCOL_ERROR, INVALID_TEXT, RESTARTING = 1002, 1007, 1012
 SERVER_CODES = (
     NORMAL,
@@ -132,6 +133,8 @@ async def _answer(websocket: WebSocket, runtime: Runtime, record: StreamRecord) 
         return await _close(websocket, exc.message, exc.close_code)
     except ClientError as exc:
         return await _close(websocket, exc.message, CLOSE_FOR_STATUS.get(exc.status_code, UNSUPPORTED))
+    except AudioError as exc:
+        return await _close(websocket, exc.message, UNSUPPORTED)
     except Exception as exc:  # a bug: say so in the protocol's shape, log where, never what
         log_bug(exc, route="stream", request_id=record.request_id)
         return await _close(websocket, "internal error; the stream was not processed", INTERNAL)

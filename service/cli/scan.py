@@ -7,7 +7,7 @@ does not grow with a file's length, and each line holds what the JSON route woul
 ``file``, ``seconds`` and ``weights``). Lines are written as files finish, under an exclusive lock
 on ``--out``; a re-run skips the files already there (keyed by resolved path). A worker that dies
 is replaced; its file is retried once, then recorded as failed. ``--engine ray`` replaces only the
-worker processes (service/scan_ray.py, imported only then): rows, resume, the lock and the summary
+worker processes (service/cli/scan_ray.py, imported only then): rows, resume, the lock and the summary
 are this module's.
 """
 
@@ -34,21 +34,17 @@ from typing import Any, BinaryIO, Protocol, TextIO
 
 import numpy as np
 
-from service.artifacts import Artifacts, ArtifactsError
-from service.audio import AudioLimits, quiet_decoder_notes
-from service.contract import canonical_language, error_body, success_body
-from service.detector import (
-    DEFAULT_WINDOW_SECONDS,
-    WINDOW_SECONDS_RANGE,
-    AnalysisOptions,
-    Detection,
-    Detector,
-)
-from service.errors import ClientError
+from service.detector import AnalysisOptions, Detector
+from service.detector.artifacts import Artifacts, ArtifactsError
+from service.detector.audio import AudioLimits, quiet_decoder_notes
+from service.detector.errors import AudioError
+from service.detector.malloc import limit_fragmentation
+from service.detector.scoring import report as metrics_report
+from service.detector.windows import DEFAULT_WINDOW_SECONDS, WINDOW_SECONDS_RANGE, Detection
 from service.labels import AI, LABELS, read_labels
-from service.malloc import limit_fragmentation
-from service.scoring import report as metrics_report
-from service.settings import DEFAULT_LANGUAGES
+from service.web.contract import canonical_language, error_body, success_body
+from service.web.errors import ClientError
+from service.web.settings import DEFAULT_LANGUAGES
 
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg")
 OUT_SUFFIXES = (".jsonl", ".csv")
@@ -88,7 +84,7 @@ class ScanOptions:
     max_seconds: float = MAX_SECONDS
     labels: Path | None = None
     progress: bool = True
-    engine: str = "local"  # or "ray": service/scan_ray.py
+    engine: str = "local"  # or "ray": service/cli/scan_ray.py
     ray_address: str | None = None  # --engine ray: the cluster to join (None: start or join a local one)
     uris: tuple[str, ...] = ()  # --engine ray: folders and files on pyarrow filesystems (s3://, gs://, ...)
 
@@ -161,7 +157,7 @@ class Scanner:
         weights = self.detector.weights
         try:
             detection = self.analyse(path, options, source)
-        except ClientError as exc:
+        except AudioError as exc:
             body: dict[str, Any] = error_body(exc.message)
         except OSError as exc:
             body = error_body(f"could not read the file: {exc.strerror or exc}")
@@ -208,7 +204,7 @@ def scan(options: ScanOptions, warn: Warn | None = None) -> ScanReport:
 
 
 class Engine(Protocol):
-    """How the files' rows are made: worker processes here, or an actor pool (service/scan_ray.py)."""
+    """How the files' rows are made: worker processes here, or an actor pool (service/cli/scan_ray.py)."""
 
     own_progress: bool  # False: the engine shows its own progress
 
@@ -237,7 +233,7 @@ def _engine(options: ScanOptions) -> Engine:
     if options.engine == "local":
         return _LocalEngine()
     try:
-        from service.scan_ray import RayEngine
+        from service.cli.scan_ray import RayEngine
     except ImportError as exc:
         raise ScanError(f"--engine ray needs the cluster extra ({exc}): pip install '.[cluster]'") from None
     return RayEngine()

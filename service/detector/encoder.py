@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.features import normalize_waveform
+from service.detector.features import normalize_waveform
 
 HiddenStates = Callable[[np.ndarray], np.ndarray]  # a 16 kHz waveform -> its last hidden state
 

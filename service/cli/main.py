@@ -12,8 +12,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from service.detector import DEFAULT_WINDOW_SECONDS
-from service.settings import artifacts_dir
+from service.detector.windows import DEFAULT_WINDOW_SECONDS
+from service.web.settings import artifacts_dir
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -168,7 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from service.scan import ScanError, ScanOptions, label_metrics, metrics_table, scan, summary_table
+    from service.cli.scan import ScanError, ScanOptions, label_metrics, metrics_table, scan, summary_table
 
     uris = tuple(path for path in args.paths if "://" in path)
     paths = tuple(Path(path) for path in args.paths if "://" not in path)
@@ -189,15 +189,15 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from service.audio import quiet_decoder_notes
-    from service.stream_client import ClientFailure, StreamOptions, client_key, load_pcm, play, stream_url
+    from service.cli.stream_client import ClientFailure, StreamOptions, client_key, load_pcm, play, stream_url
+    from service.detector.audio import quiet_decoder_notes
 
     if args.speed < 0 or not 1.0 <= args.frame_ms <= 500.0:
         print("voicecheck stream: --speed must be >= 0 and --frame-ms 1-500", file=sys.stderr)
         return 2
     try:
         url, key = stream_url(args.url, os.environ), client_key(args.key, os.environ)
-        quiet_decoder_notes()  # C-level stderr from here on passes a filter thread (service/audio.py)
+        quiet_decoder_notes()  # C-level stderr from here on passes a filter thread (detector/audio.py)
         pcm, rate = load_pcm(args.file)
     except (ClientFailure, OSError) as exc:
         print(f"voicecheck stream: {_one_line(exc)}", file=sys.stderr)

@@ -28,14 +28,14 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from service.contract import error_body
-from service.middleware import SECURITY_HEADERS, new_request_id
-from service.settings import Settings
+from service.web.contract import error_body
+from service.web.middleware import SECURITY_HEADERS, new_request_id
+from service.web.settings import Settings
 
 MAX_HEADER_BYTES = 16 * 1024
 CONFLICTING_FRAMING = "a request may carry Content-Length or Transfer-Encoding, not both"
 MALFORMED = "malformed HTTP request: send an HTTP/1.1 request line and headers"
-# the longest text message of the stream protocol (service/stream.py checks its own, smaller limit)
+# the longest text message of the stream protocol (service/web/stream.py checks its own, smaller limit)
 MAX_WS_TEXT_BYTES = 4096
 INVALID_TEXT = 1007  # RFC 6455: a text message that is not UTF-8
 CONNECTION_ERRORS = {

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from service.errors import ClientError, ServiceUnavailable
+from service.web.errors import ClientError, ServiceUnavailable
 
 BUSY = "the service is busy; retry in a few seconds"
 LIMIT_ERRORS = {
