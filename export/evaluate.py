@@ -30,6 +30,7 @@ from export.calibrate import (
 from export.corpus import FeatureTable, compute_features
 from export.robustness import PERTURBATIONS, Perturbation
 from service.detector import AnalysisOptions, Detector
+from service.detector.artifacts import ArtifactsError
 from service.detector.audio import quiet_decoder_notes
 from service.detector.scoring import report, roc_curve
 from service.detector.votes import Verdict, VoteRules
@@ -176,7 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_budget_argument(parser)
     args = parser.parse_args(argv)
     quiet_decoder_notes()
-    detector = Detector.load(args.artifacts, args.threads, AnalysisOptions(args.window_seconds))
+    try:
+        detector = Detector.load(args.artifacts, args.threads, AnalysisOptions(args.window_seconds))
+    except (ArtifactsError, ValueError) as exc:  # votes of another graph, a window out of range
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 2
     table = compute_features(
         read_labels(args.data_dir),
         detector.encoder,

@@ -176,7 +176,7 @@ def _decode(path: Path) -> np.ndarray:
 
 def split_windows(samples: int, window_seconds: float) -> list[tuple[int, int]]:
     """Near-equal windows no longer than ``window_seconds`` covering the whole clip (the range
-    audio's; the detector analyses ``detector.analysis_windows``)."""
+    audio's; the detector analyses ``windows.analysis_windows``)."""
     count = max(1, math.ceil(samples / (window_seconds * SAMPLE_RATE)))
     edges = np.linspace(0, samples, count + 1).astype(int)
     return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))

@@ -3,6 +3,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +315,17 @@ def test_cache_keeps_the_hidden_measurements_when_only_signal_ones_change(
     assert len(calls) == encoded  # no wav2vec2 pass the second time
     np.testing.assert_allclose(again.values, first.values, rtol=1e-9)
     assert list(np.load(cache)["names"]) == list(MEASUREMENTS)
+
+
+def test_evaluate_refuses_votes_of_another_graph_in_one_line(tiny_artifacts: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(tiny_artifacts, folder)
+    votes = json.loads((folder / "votes.json").read_text())
+    votes["provenance"]["graph_sha256"] = "0" * 64
+    (folder / "votes.json").write_text(json.dumps(votes))
+    command = [sys.executable, "-m", "export.evaluate", str(tmp_path), "--artifacts", str(folder)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("evaluate: ")
+    assert "learned for another graph" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_scan(commands: Any) -> None:
     scan = commands.add_parser(
         "scan",
-        help="classify files and folders in-process, one line per file",
+        help="classify files and folders (here, or on a Ray cluster), one line per file",
         description="Run the detector on audio files and folders (recursively: .mp3 .wav .flac .ogg). "
         "Resumable: files already in --out (by resolved path) are skipped; one scan at a time "
         "per --out. Lines carry the JSON route's fields plus file, seconds and weights.",
@@ -76,7 +76,10 @@ def _add_scan(commands: Any) -> None:
     )
     scan.add_argument("--language", default="English", help="language reported on each line")
     scan.add_argument(
-        "--threads", type=int, default=0, help="onnxruntime threads per worker (0: cores/workers)"
+        "--threads",
+        type=int,
+        default=0,
+        help="onnxruntime threads per worker or actor (0: cores/workers here, 1 per actor on Ray)",
     )
     scan.add_argument(
         "--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS, help="analysis window (2-30)"

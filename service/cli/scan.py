@@ -1,4 +1,4 @@
-"""``voicecheck scan PATH... --out results.jsonl|csv``: the detector on files and folders, in-process.
+"""``voicecheck scan PATH... --out results.jsonl|csv``: the detector on files and folders.
 
 Each worker process loads the graph once (one onnxruntime session) and analyses one file at a time
 with ``Scanner.row``: the file is decoded, resampled and cut into the JSON route's fixed windows as

@@ -46,6 +46,7 @@ from service.web.contract import error_body
 
 MAX_READ_TASKS = 10_000  # files are read one per block up to this many, then a few per block
 CONNECT_SECONDS = 10.0  # --ray-address must take a connection within this
+ACTORS_START_SECONDS = 600  # on this machine's Ray, the pool waits for all its actors (graphs loaded)
 TASKS_IN_FLIGHT_PER_ACTOR = 2  # blocks queued at an actor: one analysed, one ready
 SCHEMES = "the Ray engine reads local paths and s3://, gs://, hdfs:// or file:// URIs"
 NOT_ANALYSED = (
@@ -174,7 +175,7 @@ def _strip_prefix(uri: str) -> str:
 def _ray(options: ScanOptions, warn: Warn) -> Iterator[None]:
     """Ray for the scan: the cluster at ``--ray-address``, else a running one, else a local one
     started here (and stopped after)."""
-    _check_reachable(options.ray_address)
+    _check_reachable(options.ray_address or os.environ.get("RAY_ADDRESS"))
     started = not ray.is_initialized()
     if started:
         try:
@@ -184,14 +185,31 @@ def _ray(options: ScanOptions, warn: Warn) -> Iterator[None]:
                 f"cannot start or join Ray at {options.ray_address or 'local'}: {_first_line(exc)}"
             ) from None
     try:
-        _check_resources(options, warn)
+        own_cluster = not _joined(options)
+        _check_resources(options, warn, own_cluster)
         context = DataContext.get_current()
+        names = (
+            "enable_progress_bars",
+            "print_on_execution_start",
+            "max_errored_blocks",
+            "wait_for_min_actors_s",
+        )
+        before = {name: getattr(context, name) for name in names}
         context.enable_progress_bars = options.progress
         context.print_on_execution_start = options.progress
-        if not options.progress:
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
         context.max_errored_blocks = -1  # a block that fails for good: its files are recorded as failed
-        yield
+        if own_cluster:  # every actor fits (checked above): share the files out from the first one
+            context.wait_for_min_actors_s = ACTORS_START_SECONDS
+        ray_data_log = logging.getLogger("ray.data")
+        level = ray_data_log.level
+        if not options.progress:
+            ray_data_log.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                setattr(context, name, value)
+            ray_data_log.setLevel(level)
     finally:
         if started:
             ray.shutdown()
@@ -210,7 +228,13 @@ def _check_reachable(address: str | None) -> None:
         raise ScanError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
 
 
-def _check_resources(options: ScanOptions, warn: Warn) -> None:
+def _joined(options: ScanOptions) -> bool:
+    """Whether the scan runs on a cluster named by --ray-address or $RAY_ADDRESS (``ray job submit``
+    sets it), which an autoscaler may grow, rather than on a Ray of this machine."""
+    return bool(options.ray_address or os.environ.get("RAY_ADDRESS"))
+
+
+def _check_resources(options: ScanOptions, warn: Warn, own_cluster: bool) -> None:
     wanted = options.workers * _threads(options)
     have = ray.cluster_resources().get("CPU", 0)
     if wanted <= have:
@@ -218,7 +242,7 @@ def _check_resources(options: ScanOptions, warn: Warn) -> None:
     text = (
         f"--workers {options.workers} x --threads {_threads(options)} needs {wanted} CPUs; Ray has {have:g}"
     )
-    if options.ray_address is None:
+    if own_cluster:
         raise ScanError(f"{text}: ask for fewer")
     warn(f"{text}: the actors that do not fit wait for the cluster's autoscaler")
 

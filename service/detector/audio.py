@@ -22,7 +22,6 @@ _BLOCK_FRAMES = 1 << 16
 # mid-frame or meets bytes that are not MPEG audio, with no way to turn them off.
 DECODER_NOTES = (b"[src/libmpg123/", b"Note: ")
 NOT_ALLOWED = "could not decode audio: send MP3, WAV, FLAC or OGG bytes"
-AUDIO_ERRORS = {400: "unusable audio: not MP3, WAV, FLAC or OGG, corrupt, too long, too short or silent"}
 # The contract's containers, by libsndfile's name, and how their files begin: anything else is
 # refused before a parser sees it (libsndfile reads some twenty other formats).
 CONTAINERS = {"WAV", "WAVEX", "MP3", "FLAC", "OGG"}

@@ -1,8 +1,8 @@
 """The one registry of the five votes: name, readable label, measurements and how to compute them.
 
-Features, detector, verdict, vote calibration and docs all read this list. Signal votes compute their
-measurements from a window's waveform (through one shared SignalAnalysis); the hidden-state vote
-from the wav2vec2 last hidden state of that window.
+The windows, the vote rule (votes.py), vote calibration and the docs all read this list. Signal
+votes compute their measurements from a window's waveform (through one shared SignalAnalysis); the
+hidden-state vote from the wav2vec2 last hidden state of that window.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-from service.detector.audio import AUDIO_ERRORS
 from service.detector.errors import AudioError
 from service.web import apidocs
 from service.web.contract import (
@@ -27,7 +26,7 @@ from service.web.contract import (
     parse_request,
     success_body,
 )
-from service.web.errors import ClientError, ServiceUnavailable
+from service.web.errors import AUDIO_ERRORS, ClientError, ServiceUnavailable
 from service.web.limiter import LIMIT_ERRORS
 from service.web.middleware import INTERNAL_ERRORS
 from service.web.openapi import Operation, documented, json_request_body, merged, openapi_document

@@ -21,3 +21,7 @@ class ServiceUnavailable(ClientError):
     """Not ready, or too busy: the caller should retry (sent with Retry-After)."""
 
     status_code = 503
+
+
+# how the web service answers the detector's AudioError (OpenAPI's documented statuses)
+AUDIO_ERRORS = {400: "unusable audio: not MP3, WAV, FLAC or OGG, corrupt, too long, too short or silent"}

@@ -11,7 +11,7 @@ import numpy as np
 
 from service.detector import AnalysisOptions, Detector
 from service.detector.artifacts import Manifest
-from service.detector.audio import SAMPLE_RATE, AudioLimits
+from service.detector.audio import SAMPLE_RATE, AudioLimits, decode_audio
 from service.detector.encoder import HiddenStates
 from service.detector.malloc import release_free_memory
 from service.detector.votes import VoteRules
@@ -61,10 +61,15 @@ class Runtime:
     def analyse(self, audio: bytes | BinaryIO, deadline: float | None = None) -> Detection:
         """Blocking: decode (``audio``: bytes, or a file open at its start) and classify, wav2vec2
         within what ``deadline`` (time.monotonic()) leaves. Runs in the thread pool."""
-        started = time.perf_counter()
-        detection = self.detector.analyse(audio, EncoderBudget(deadline=deadline, pace=self.pace))
-        self.metrics.record_inference(time.perf_counter() - started)
-        return detection
+        try:
+            waveform = decode_audio(audio, self.limits)
+            started = time.perf_counter()
+            budget = EncoderBudget(deadline=deadline, pace=self.pace)
+            detection = self.detector.analyse_waveform(waveform, budget)
+            self.metrics.record_inference(time.perf_counter() - started)
+            return detection
+        finally:
+            release_free_memory()
 
     def analyse_window(self, piece: np.ndarray, start: int) -> Window:
         """Blocking: one 16 kHz window of a live stream (``start``: its first sample's index)."""
