@@ -5,9 +5,10 @@ never ``service.web``, ``service.cli`` or ``export`` (import-linter checks it: p
 ``Detector.load(artifacts).analyse(audio)`` is its front door (service/detector/detector.py).
 """
 
+from service.detector.artifacts import ArtifactsError
 from service.detector.audio import AudioLimits
 from service.detector.detector import AnalysisOptions, Detector
 from service.detector.errors import AudioError
 from service.detector.windows import Detection
 
-__all__ = ["AnalysisOptions", "AudioError", "AudioLimits", "Detection", "Detector"]
+__all__ = ["AnalysisOptions", "ArtifactsError", "AudioError", "AudioLimits", "Detection", "Detector"]
