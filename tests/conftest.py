@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import os
 import shutil
 from collections.abc import Generator, Iterator
@@ -140,3 +141,12 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
         writer.writerow(["2026/b.flac", "AI_GENERATED", "synth", "English"])
         writer.writerow(["2026/c.MP3", "AI_GENERATED", "espeak", "English"])
     return root / "calls"
+
+
+def with_foreign_votes(artifacts: Path, folder: Path) -> Path:
+    """A copy of ``artifacts`` in ``folder`` whose votes say they were learned for another graph."""
+    shutil.copytree(artifacts, folder)
+    votes = json.loads((folder / "votes.json").read_text())
+    votes["provenance"]["graph_sha256"] = "0" * 64
+    (folder / "votes.json").write_text(json.dumps(votes))
+    return folder

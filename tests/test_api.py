@@ -17,7 +17,17 @@ from starlette.testclient import TestClient
 from service.detector.artifacts import Artifacts, ArtifactsError, ModelOrigin
 from service.detector.windows import Detection
 from service.web.settings import Settings
-from tests.conftest import API_KEY, DATA, encode, make_client, payload, post, serving, speech
+from tests.conftest import (
+    API_KEY,
+    DATA,
+    encode,
+    make_client,
+    payload,
+    post,
+    serving,
+    speech,
+    with_foreign_votes,
+)
 
 SAMPLE = (DATA / "sample-espeak.mp3").read_bytes()
 
@@ -433,14 +443,6 @@ def test_logs_never_contain_audio_or_keys(client: TestClient, caplog: pytest.Log
 
 
 def test_votes_for_another_graph_are_refused(settings: Settings, tmp_path: Path) -> None:
-    import shutil
-
-    copy = Artifacts(tmp_path)
-    for source, target in zip(Artifacts(settings.artifacts_dir).files, copy.files, strict=True):
-        shutil.copy(source, target)
-    votes = json.loads(copy.votes_file.read_text())
-    votes["provenance"]["graph_sha256"] = "0" * 64
-    copy.votes_file.write_text(json.dumps(votes))
-
-    with pytest.raises(ArtifactsError, match="another graph"), make_client(settings, artifacts_dir=tmp_path):
+    folder = with_foreign_votes(settings.artifacts_dir, tmp_path / "mixed")
+    with pytest.raises(ArtifactsError, match="another graph"), make_client(settings, artifacts_dir=folder):
         pass

@@ -29,7 +29,7 @@ from service.detector.scoring import (
 from service.detector.windows import clip_features, window_features
 from service.labels import AI, read_labels
 from service.web.settings import Settings
-from tests.conftest import encode, make_client
+from tests.conftest import encode, make_client, with_foreign_votes
 
 
 def telephone_band(clip: np.ndarray) -> np.ndarray:
@@ -318,11 +318,7 @@ def test_cache_keeps_the_hidden_measurements_when_only_signal_ones_change(
 
 
 def test_evaluate_refuses_votes_of_another_graph_in_one_line(tiny_artifacts: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "mixed"
-    shutil.copytree(tiny_artifacts, folder)
-    votes = json.loads((folder / "votes.json").read_text())
-    votes["provenance"]["graph_sha256"] = "0" * 64
-    (folder / "votes.json").write_text(json.dumps(votes))
+    folder = with_foreign_votes(tiny_artifacts, tmp_path / "mixed")
     command = [sys.executable, "-m", "export.evaluate", str(tmp_path), "--artifacts", str(folder)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from service.detector.errors import AudioError
 from service.detector.windows import EncoderBudget
 from service.labels import Clip
 from service.web.contract import success_body
-from tests.conftest import API_KEY, encode, payload, post, speech
+from tests.conftest import API_KEY, encode, payload, post, speech, with_foreign_votes
 
 LANGUAGE = "English"
 
@@ -78,11 +77,7 @@ def test_unusable_audio_is_an_audio_error_saying_why(detector: Detector) -> None
 
 
 def test_votes_of_another_graph_are_refused_at_load(tiny_artifacts: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "mixed"
-    shutil.copytree(tiny_artifacts, folder)
-    votes = json.loads((folder / "votes.json").read_text())
-    votes["provenance"]["graph_sha256"] = "0" * 64
-    (folder / "votes.json").write_text(json.dumps(votes))
+    folder = with_foreign_votes(tiny_artifacts, tmp_path / "mixed")
     with pytest.raises(ArtifactsError, match="learned for another graph"):
         Detector.load(folder)
     with pytest.raises(ArtifactsError, match="voicecheck export"):
