@@ -171,10 +171,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from service.cli.scan import ScanError, ScanOptions, label_metrics, metrics_table, scan, summary_table
+    from service.cli.scan import (
+        ScanError,
+        ScanOptions,
+        is_uri,
+        label_metrics,
+        metrics_table,
+        scan,
+        summary_table,
+    )
 
-    uris = tuple(path for path in args.paths if "://" in path)
-    paths = tuple(Path(path) for path in args.paths if "://" not in path)
+    uris = tuple(path for path in args.paths if is_uri(path))
+    paths = tuple(Path(path) for path in args.paths if not is_uri(path))
     options = options_from(ScanOptions, args, paths=paths, uris=uris, progress=not args.no_progress)
     try:
         report = scan(options)

@@ -273,10 +273,15 @@ def _to_stderr(message: str) -> None:
     print(f"voicecheck scan: {message}", file=sys.stderr, flush=True)
 
 
+def is_uri(name: str) -> bool:
+    """``s3://bucket/key``, ``file:///path``...: a file the Ray engine reads through pyarrow."""
+    return "://" in name
+
+
 def _key(file: str) -> str:
     """Where a line's file is: its text resolved (lines of older runs may hold relative paths), or
     its URI."""
-    if "://" in file:
+    if is_uri(file):
         return file
     try:
         return file_text(Path(file).resolve())

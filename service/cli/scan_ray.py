@@ -39,6 +39,7 @@ from service.cli.scan import (
     ScanOptions,
     Warn,
     file_text,
+    is_uri,
 )
 from service.detector.audio import quiet_decoder_notes
 from service.detector.malloc import limit_fragmentation
@@ -157,7 +158,7 @@ def _fs_paths(files: list[str]) -> dict[str, str]:
     """Each file by the path Ray Data reports for it (a URI loses its scheme: ``bucket/key``)."""
     names: dict[str, str] = {}
     for name in files:
-        path = name if "://" not in name else _strip_prefix(name)
+        path = _strip_prefix(name) if is_uri(name) else name
         if names.setdefault(path, name) != name:
             raise ScanError(f"{names[path]} and {name} are the same path on two filesystems: scan them apart")
     return names
@@ -295,7 +296,7 @@ def _by_filesystem(files: list[str]) -> list[list[str]]:
     """Files by where they are (local, or a URI's scheme and host): one read per filesystem."""
     groups: dict[tuple[str, str], list[str]] = {}
     for name in files:
-        parts = urlsplit(name) if "://" in name else None
+        parts = urlsplit(name) if is_uri(name) else None
         key = (parts.scheme, parts.netloc) if parts else ("", "")
         groups.setdefault(key, []).append(name)
     return list(groups.values())
