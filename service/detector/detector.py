@@ -13,7 +13,7 @@ from typing import BinaryIO
 import numpy as np
 
 from service.detector.artifacts import Artifacts, Manifest
-from service.detector.audio import SAMPLE_RATE, AudioLimits, check_decoded, decode_audio, resampled_blocks
+from service.detector.audio import SAMPLE_RATE, AudioLimits, check_decoded, resampled_blocks
 from service.detector.encoder import Encoder, HiddenStates
 from service.detector.errors import AudioError
 from service.detector.malloc import release_free_memory
@@ -77,21 +77,19 @@ class Detector:
         """The same loaded graph and votes, analysing with ``options``."""
         return replace(self, options=options)
 
-    def analyse(self, audio: Audio, budget: EncoderBudget | None = None) -> Detection:
-        """Decode ``audio`` (its bytes, a file object open at its start, or a path) and classify
-        it; AudioError says why audio cannot be. Without ``budget`` the clip is decoded, resampled
-        and analysed one window at a time (memory does not grow with its length); with one
-        (wav2vec2 within a deadline) it is decoded whole so the encoded windows can be spread over it."""
+    def analyse(self, audio: Audio) -> Detection:
+        """Decode ``audio`` (its bytes, a seekable file open at its start, or a path) and classify
+        it, one window at a time (memory does not grow with its length); AudioError says why audio
+        cannot be."""
         try:
             with _opened(audio) as source:
-                if budget is not None:
-                    return self.analyse_waveform(decode_audio(source, self.options.limits), budget)
                 return self._analyse_by_window(source)
         finally:
             release_free_memory()
 
     def analyse_waveform(self, waveform: np.ndarray, budget: EncoderBudget | None = None) -> Detection:
-        """A decoded clip: float32 mono at 16 kHz (``audio.SAMPLE_RATE``)."""
+        """A decoded clip: float32 mono at 16 kHz (``audio.SAMPLE_RATE``; ``audio.decode_audio``);
+        ``budget``: how much wav2vec2 may take (a deadline), spread over the clip."""
         return detect(self.encoder, self.rules, waveform, self.options.window_seconds, budget)
 
     def assembler(self, sample_rate: int = SAMPLE_RATE, encoding: str = "pcm_f32le") -> WindowAssembler:
